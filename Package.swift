@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers (each imports only those below it):
+//   acai (CLI) -> ACAI (tensors, autodiff, optimisers, device selection, benchmarks)
+//   -> ACAICPU (BLAS) / ACAIOpenCL (Kernels/*.cl) -> ACAIDevice (protocol, op table, pool, profiler)
+// Only ACAICPU imports CBLAS and only ACAIOpenCL imports COpenCL.
+
+let package = Package(
+    name: "acai",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "ACAI", targets: ["ACAI"]),
+        .executable(name: "acai", targets: ["acai"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
+                       providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        .target(name: "ACAIDevice"),
+        .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
+                plugins: [.plugin(name: "EmbedKernelsPlugin")]),
+        .target(name: "ACAI", dependencies: [
+            "ACAIDevice", "ACAICPU", "ACAIOpenCL",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "acai", dependencies: [
+            "ACAI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Build-time embedding of Kernels/*.cl into ACAIOpenCL (the CMake build runs the same tool).
+        .executableTarget(name: "embed-kernels", path: "tools/embed-kernels"),
+        .plugin(name: "EmbedKernelsPlugin", capability: .buildTool(),
+                dependencies: ["embed-kernels"], path: "tools/EmbedKernelsPlugin"),
+
+        .target(name: "ACAITestSupport", dependencies: ["ACAI"]),
+        .testTarget(name: "ACAIDeviceTests", dependencies: ["ACAI", "ACAITestSupport"]),
+        .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAITestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

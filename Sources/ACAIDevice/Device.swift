@@ -1,0 +1,63 @@
+/// The compute device interface. Everything above this layer (tensors, autodiff, models, training,
+/// evaluation) talks to a device only through this protocol and the `Op` table: it never sees
+/// OpenCL, BLAS or host pointers.
+///
+/// Contract:
+/// - `run(_:)` is the single dispatch point. A backend implements it with one exhaustive `switch`
+///   over `Op`, so a new op is a compile error until every backend has it.
+/// - Work may be asynchronous: `run` may return before the result is computed. `read` and
+///   `synchronize` wait for all earlier work. Ops execute in submission order.
+/// - Buffers hold float32. An op never reads an output before writing it, unless its documentation
+///   says it accumulates (`beta`, Adam state, ...).
+public protocol Device: AnyObject, Sendable {
+    /// Short identifier, e.g. `cpu` or `opencl:0`.
+    var id: String { get }
+    /// Human-readable description (device name, driver, threads, BLAS).
+    var description: String { get }
+    var kind: DeviceKind { get }
+
+    /// A buffer of `count` floats with unspecified contents, from the device's pool.
+    /// Throws `DeviceError.outOfMemory` when the pool cap or the device memory is exhausted.
+    func allocate(_ count: Int) throws -> DeviceBuffer
+    /// Copies `values` into `buffer` (values.count must equal buffer.count).
+    func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws
+    /// Waits for pending work and copies the buffer back to the host.
+    func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws
+    /// Executes one op. All buffers must come from this device.
+    func run(_ op: Op) throws
+    /// Waits until all submitted work has finished.
+    func synchronize() throws
+
+    var memory: MemoryStats { get }
+    /// Releases pooled (unused) buffers back to the system.
+    func clearCache()
+    /// Per-op (CPU) or per-kernel (OpenCL) timings, when profiling is on (`ACAI_PROFILE`).
+    var profiler: Profiler { get }
+    /// Number of kernels (OpenCL) or op implementations (CPU) executed so far. Tests use it to prove
+    /// that work really ran on the device they meant.
+    var launchCount: Int { get }
+}
+
+public enum DeviceKind: String, Sendable {
+    case cpu
+    case opencl
+}
+
+extension Device {
+    public func write(_ values: [Float], to buffer: DeviceBuffer) throws {
+        try values.withUnsafeBufferPointer { try write($0, to: buffer) }
+    }
+
+    public func read(_ buffer: DeviceBuffer) throws -> [Float] {
+        var out = [Float](repeating: 0, count: buffer.count)
+        try out.withUnsafeMutableBufferPointer { try read(buffer, into: $0) }
+        return out
+    }
+
+    /// Allocates and fills a buffer from host values.
+    public func upload(_ values: [Float]) throws -> DeviceBuffer {
+        let buffer = try allocate(values.count)
+        try write(values, to: buffer)
+        return buffer
+    }
+}
