@@ -20,7 +20,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // libjpeg behind a C shim that keeps its setjmp/longjmp error recovery inside C.
+        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
 
         .target(name: "ACAIDevice"),
         .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
@@ -31,8 +35,13 @@ let package = Package(
             "ACAIDevice", "ACAICPU", "ACAIOpenCL",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "ACAIData", dependencies: ["CZlib", "CJPEGShim"]),
+        .target(name: "ACAIImaging", dependencies: ["CPNG"]),
+        .target(name: "ACAIModels", dependencies: ["ACAI"]),
+        .target(name: "ACAIEval", dependencies: ["ACAI", "ACAIData", "ACAIModels"]),
+        .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging"]),
         .executableTarget(name: "acai", dependencies: [
-            "ACAI",
+            "ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -42,9 +51,10 @@ let package = Package(
         .plugin(name: "EmbedKernelsPlugin", capability: .buildTool(),
                 dependencies: ["embed-kernels"], path: "tools/EmbedKernelsPlugin"),
 
-        .target(name: "ACAITestSupport", dependencies: ["ACAI"]),
+        .target(name: "ACAITestSupport", dependencies: ["ACAI", "ACAIDevice", "ACAICPU", "ACAIOpenCL"]),
         .testTarget(name: "ACAIDeviceTests", dependencies: ["ACAI", "ACAITestSupport"]),
-        .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAITestSupport"]),
+        .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining", "ACAITestSupport"]),
+        .testTarget(name: "ACAIDataTests", dependencies: ["ACAIData"]),
     ],
     swiftLanguageModes: [.v6]
 )

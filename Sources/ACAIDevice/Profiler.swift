@@ -11,6 +11,14 @@ public final class Profiler: @unchecked Sendable {
         public var durationNs: UInt64
         public var flops: Double
         public var bytes: Double
+
+        public init(name: String, startNs: UInt64, durationNs: UInt64, flops: Double, bytes: Double) {
+            self.name = name
+            self.startNs = startNs
+            self.durationNs = durationNs
+            self.flops = flops
+            self.bytes = bytes
+        }
     }
 
     public struct Summary: Sendable {

@@ -1,0 +1,249 @@
+// 2-D convolution, NHWC input, HWIO filter ([KS, KS, CIN, COUT]), stride 1, 'same' zero padding.
+//
+// The input is first copied into a zero-padded image Xp [N, H + 2P, W + 2P, CIN] (pad_nhwc; for 1x1 the
+// input itself), so the convolution is a product with an implicit im2col matrix and no bounds checks:
+//   y[p, co] = sum over taps (kh, kw) and ci of Xp[base(p) + (kh * Wp + kw) * CIN + ci] * w[kh, kw, ci, co]
+// where base(p) is the padded address of output pixel p = (n, h, w). Nothing is materialised.
+// - conv_fwd_blocked: register-blocked like gemm_blocked (RM pixels x VW * NV output channels per
+//   work-item, VW-wide accumulators); the host launches one work-item per column block it covers.
+// - conv_fwd_direct: one output per work-item, vectorised over input channels (VC wide) against a
+//   transposed filter [COUT, KS, KS, CIN]; for few output channels (e.g. 1) and leftover channels.
+// - The input gradient is the forward convolution of the padded dy with the flipped, in/out-swapped
+//   filter (flip_filter).
+// - The filter gradient dw[(kh, kw, ci), co] = sum over pixels p of Xp[base(p) + tap + ci] * dy[p, co]
+//   is computed per chunk of image rows (a split over the long pixel sum, for parallelism) into partial
+//   sums the host adds up: conv_dw_blocked (vectors over co) or conv_dw_vec (vectors over ci).
+// Build options: -DKS=<1|3> and, per kernel, -DRM -DVW -DNV or -DVC.
+#ifndef KS
+#define KS 3
+#endif
+#ifndef RM
+#define RM 8
+#endif
+#ifndef VW
+#define VW 16
+#endif
+#ifndef NV
+#define NV 1
+#endif
+#ifndef VC
+#define VC 1
+#endif
+#define VT VEC_TYPE(VW)
+#define CT VEC_TYPE(VC)
+
+// Xp[n, hp, wp, c] = X[n, hp - P, wp - P, c], zero outside. Launch: (C, Wp, N * Hp).
+__kernel void pad_nhwc(__global const float* X, __global float* Xp, const int NB, const int H, const int W,
+                       const int C, const int P) {
+    const int c = get_global_id(0);
+    const int wq = get_global_id(1);
+    const int row = get_global_id(2);
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    if (row >= NB * Hp) return;
+    const int n = row / Hp;
+    const int h = row - n * Hp - P;
+    const int w = wq - P;
+    float v = 0.0f;
+    if (h >= 0 && h < H && w >= 0 && w < W) v = X[((n * H + h) * W + w) * C + c];
+    Xp[(row * Wp + wq) * C + c] = v;
+}
+
+// wf[kh, kw, co, ci] = w[KS-1-kh, KS-1-kw, ci, co]: the filter of the input gradient. One work-item per
+// element of wf.
+__kernel void flip_filter(__global const float* w, __global float* wf, const int CIN, const int COUT) {
+    const int i = get_global_id(0);
+    if (i >= KS * KS * CIN * COUT) return;
+    const int ci = i % CIN;
+    int t = i / CIN;
+    const int co = t % COUT;
+    const int tap = t / COUT;
+    const int kh = tap / KS, kw = tap % KS;
+    wf[i] = w[(((KS - 1 - kh) * KS + (KS - 1 - kw)) * CIN + ci) * COUT + co];
+}
+
+// Padded address of output pixel p.
+int padded_base(const int p, const int H, const int W, const int Hp, const int Wp, const int CIN) {
+    const int w = p % W;
+    const int t = p / W;
+    const int h = t % H;
+    const int n = t / H;
+    return ((n * Hp + h) * Wp + w) * CIN;
+}
+
+__kernel void conv_fwd_blocked(__global const float* restrict Xp, __global const float* restrict Wf,
+                               __global const float* restrict bias, __global float* restrict Y, const int NB,
+                               const int H, const int W, const int CIN, const int COUT, const int hasBias) {
+    const int M = NB * H * W;
+    const int j0 = get_global_id(0) * (VW * NV);
+    const int i0 = get_global_id(1) * RM;
+    if (i0 >= M) return;
+    const int Hp = H + KS - 1, Wp = W + KS - 1;
+
+    int xb[RM];
+#pragma unroll
+    for (int r = 0; r < RM; ++r) xb[r] = padded_base(min(i0 + r, M - 1), H, W, Hp, Wp, CIN);
+
+    VT acc[RM][NV];
+#pragma unroll
+    for (int r = 0; r < RM; ++r)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
+
+    for (int kh = 0; kh < KS; ++kh) {
+        for (int kw = 0; kw < KS; ++kw) {
+            const int toff = (kh * Wp + kw) * CIN;
+            const __global float* wp = Wf + (kh * KS + kw) * CIN * COUT + j0;
+            for (int ci = 0; ci < CIN; ++ci) {
+                VT b[NV];
+#pragma unroll
+                for (int v = 0; v < NV; ++v) b[v] = VEC_LOAD(VW, wp + v * VW);
+                wp += COUT;
+#pragma unroll
+                for (int r = 0; r < RM; ++r) {
+                    const VT a = (VT)(Xp[xb[r] + toff + ci]);
+#pragma unroll
+                    for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
+                }
+            }
+        }
+    }
+
+    VT bv[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) bv[v] = hasBias ? VEC_LOAD(VW, bias + j0 + v * VW) : (VT)(0.0f);
+#pragma unroll
+    for (int r = 0; r < RM; ++r) {
+        if (i0 + r < M) {
+            __global float* yp = Y + (i0 + r) * COUT + j0;
+#pragma unroll
+            for (int v = 0; v < NV; ++v) VEC_STORE(VW, acc[r][v] + bv[v], yp + v * VW);
+        }
+    }
+}
+
+// Wt: the filter transposed to [COUT, KS, KS, CIN]; CIN must be a multiple of VC. Work-item
+// (co - co0, image row n * H + h) computes output channel co of the W pixels of that row.
+__kernel void conv_fwd_direct(__global const float* restrict Xp, __global const float* restrict Wt,
+                              __global const float* restrict bias, __global float* restrict Y, const int NB,
+                              const int H, const int W, const int CIN, const int COUT, const int co0,
+                              const int hasBias) {
+    const int co = co0 + get_global_id(0);
+    const int row = get_global_id(1);
+    if (row >= NB * H) return;
+    const int Hp = H + KS - 1, Wp = W + KS - 1;
+    const int n = row / H;
+    const int h = row - n * H;
+    const __global float* xrow = Xp + (n * Hp + h) * Wp * CIN;
+    const __global float* wco = Wt + co * KS * KS * CIN;
+    const float b = hasBias ? bias[co] : 0.0f;
+    __global float* yrow = Y + row * W * COUT + co;
+    for (int w = 0; w < W; ++w) {
+        CT acc = (CT)(0.0f);
+        for (int kh = 0; kh < KS; ++kh) {
+            for (int kw = 0; kw < KS; ++kw) {
+                const __global float* xr = xrow + ((kh * Wp) + w + kw) * CIN;
+                const __global float* wr = wco + (kh * KS + kw) * CIN;
+                for (int ci = 0; ci < CIN; ci += VC) acc = fma(VEC_LOAD(VC, xr + ci), VEC_LOAD(VC, wr + ci), acc);
+            }
+        }
+        yrow[w * COUT] = VEC_SUM(VC, acc) + b;
+    }
+}
+
+// Partial filter gradient over image rows [s * chunk, (s + 1) * chunk) (rows are (n, h) pairs), written
+// to Out[s, (tap * CIN + ci) * COUT + co]. Work-item (co block, tap * ceil(CIN / RM) + ci block, s)
+// computes RM input channels x VW * NV output channels; the host launches as many co blocks as it wants
+// covered.
+__kernel void conv_dw_blocked(__global const float* restrict Xp, __global const float* restrict dY,
+                              __global float* restrict Out, const int NB, const int H, const int W,
+                              const int CIN, const int COUT, const int chunk, const int chunks) {
+    const int j0 = get_global_id(0) * (VW * NV);
+    const int cib = (CIN + RM - 1) / RM;
+    const int g = get_global_id(1);
+    const int tap = g / cib;
+    const int s = get_global_id(2);
+    if (s >= chunks) return;
+    const int ci0 = (g - tap * cib) * RM;
+    const int kh = tap / KS, kw = tap % KS;
+    const int Hp = H + KS - 1, Wp = W + KS - 1;
+    const int rowBegin = s * chunk;
+    const int rowEnd = min(NB * H, rowBegin + chunk);
+
+    int cir[RM];
+#pragma unroll
+    for (int r = 0; r < RM; ++r) cir[r] = min(ci0 + r, CIN - 1);
+
+    VT acc[RM][NV];
+#pragma unroll
+    for (int r = 0; r < RM; ++r)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
+
+    for (int row = rowBegin; row < rowEnd; ++row) {
+        const int n = row / H;
+        const int h = row - n * H;
+        const __global float* xr = Xp + ((n * Hp + h + kh) * Wp + kw) * CIN;
+        const __global float* dyr = dY + row * W * COUT + j0;
+        for (int w = 0; w < W; ++w) {
+            VT b[NV];
+#pragma unroll
+            for (int v = 0; v < NV; ++v) b[v] = VEC_LOAD(VW, dyr + v * VW);
+            dyr += COUT;
+#pragma unroll
+            for (int r = 0; r < RM; ++r) {
+                const VT a = (VT)(xr[cir[r]]);
+#pragma unroll
+                for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
+            }
+            xr += CIN;
+        }
+    }
+
+    __global float* out = Out + s * (KS * KS * CIN * COUT) + (tap * CIN + ci0) * COUT + j0;
+#pragma unroll
+    for (int r = 0; r < RM; ++r) {
+        if (ci0 + r < CIN) {
+#pragma unroll
+            for (int v = 0; v < NV; ++v) VEC_STORE(VW, acc[r][v], out + r * COUT + v * VW);
+        }
+    }
+}
+
+// The filter gradient vectorised over VC input channels (CIN a multiple of VC), for output channel
+// co0 + id0: work-item (co - co0, ci block, s) accumulates all KS * KS taps of its VC channels over the
+// image rows of chunk s, reading each dy value once.
+__kernel void conv_dw_vec(__global const float* restrict Xp, __global const float* restrict dY,
+                          __global float* restrict Out, const int NB, const int H, const int W, const int CIN,
+                          const int COUT, const int co0, const int chunk, const int chunks) {
+    const int co = co0 + get_global_id(0);
+    const int ci0 = get_global_id(1) * VC;
+    const int s = get_global_id(2);
+    if (s >= chunks) return;
+    const int Hp = H + KS - 1, Wp = W + KS - 1;
+    const int rowBegin = s * chunk;
+    const int rowEnd = min(NB * H, rowBegin + chunk);
+    CT acc[KS * KS];
+#pragma unroll
+    for (int t = 0; t < KS * KS; ++t) acc[t] = (CT)(0.0f);
+    for (int row = rowBegin; row < rowEnd; ++row) {
+        const int n = row / H;
+        const int h = row - n * H;
+        const __global float* xr = Xp + ((n * Hp + h) * Wp) * CIN + ci0;
+        const __global float* dyr = dY + row * W * COUT + co;
+        for (int w = 0; w < W; ++w) {
+            const CT g = (CT)(dyr[w * COUT]);
+#pragma unroll
+            for (int kh = 0; kh < KS; ++kh)
+#pragma unroll
+                for (int kw = 0; kw < KS; ++kw)
+                    acc[kh * KS + kw] = fma(VEC_LOAD(VC, xr + ((kh * Wp) + w + kw) * CIN), g, acc[kh * KS + kw]);
+        }
+    }
+    __global float* out = Out + s * (KS * KS * CIN * COUT) + ci0 * COUT + co;
+#pragma unroll
+    for (int t = 0; t < KS * KS; ++t) {
+        float values[VC];
+        VEC_STORE(VC, acc[t], values);
+        for (int e = 0; e < VC; ++e) out[(t * CIN + e) * COUT] = values[e];
+    }
+}

@@ -1,0 +1,94 @@
+// Matrix products, convolutions, pooling and upsampling, with their gradients.
+
+extension Tensor {
+    /// op(self)·op(other) for 2-D tensors, op = transpose when asked.
+    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+        guard rank == 2, other.rank == 2 else {
+            throw DeviceError.invalidArgument("matmul needs 2-D tensors, got \(shape) and \(other.shape)")
+        }
+        let m = transposeA ? shape[1] : shape[0], k = transposeA ? shape[0] : shape[1]
+        let k2 = transposeB ? other.shape[1] : other.shape[0], n = transposeB ? other.shape[0] : other.shape[1]
+        guard k == k2 else {
+            throw DeviceError.invalidArgument("matmul: inner sizes differ: \(shape)\(transposeA ? "ᵀ" : "") · \(other.shape)\(transposeB ? "ᵀ" : "")")
+        }
+        let out = try Tensor.empty([m, n], on: device)
+        try device.run(.gemm(a: buffer, b: other.buffer, c: out.buffer,
+                             shape: GemmShape(m: m, n: n, k: k, transA: transposeA, transB: transposeB)))
+        let a = detached(), b = other.detached()
+        return Tensor.result(out, "matmul", [self, other]) { g, needed in
+            // C = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back when needed.
+            let ga: Tensor? = !needed[0] ? nil : transposeA ? try b.matmul(g, transposeA: transposeB, transposeB: true)
+                                                         : try g.matmul(b, transposeB: !transposeB)
+            let gb: Tensor? = !needed[1] ? nil : transposeB ? try g.matmul(a, transposeA: true, transposeB: transposeA)
+                                                         : try a.matmul(g, transposeA: !transposeA)
+            return [ga, gb]
+        }
+    }
+
+    /// Convolution of NHWC `self` with an HWIO filter `[k, k, cin, cout]`, stride 1, 'same' padding,
+    /// plus an optional bias `[cout]`.
+    public func conv2d(_ filter: Tensor, bias: Tensor? = nil) throws -> Tensor {
+        guard rank == 4, filter.rank == 4, filter.shape[0] == filter.shape[1], filter.shape[2] == shape[3],
+              [1, 3].contains(filter.shape[0]) else {
+            throw DeviceError.invalidArgument("conv2d: input \(shape) (NHWC) and filter \(filter.shape) ([k, k, cin, cout], k 1 or 3) do not fit")
+        }
+        if let bias, bias.shape != [filter.shape[3]] {
+            throw DeviceError.invalidArgument("conv2d: bias shape \(bias.shape), expected [\(filter.shape[3])]")
+        }
+        let cs = ConvShape(batch: shape[0], height: shape[1], width: shape[2], inChannels: shape[3],
+                           outChannels: filter.shape[3], kernel: filter.shape[0])
+        let out = try Tensor.empty([cs.batch, cs.height, cs.width, cs.outChannels], on: device)
+        try device.run(.conv2d(x: buffer, w: filter.buffer, bias: bias?.buffer, y: out.buffer, shape: cs))
+        let x = detached(), w = filter.detached(), dev = device
+        let hasBias = bias != nil
+        var inputs = [self, filter]
+        if let bias { inputs.append(bias) }
+        return Tensor.result(out, "conv2d", inputs) { g, needed in
+            var grads: [Tensor?] = []
+            if needed[0] {
+                let dx = try Tensor.empty(x.shape, on: dev)
+                try dev.run(.conv2dBackwardInput(dy: g.buffer, w: w.buffer, dx: dx.buffer, shape: cs))
+                grads.append(dx)
+            } else { grads.append(nil) }
+            if needed[1] {
+                let dw = try Tensor.empty(w.shape, on: dev)
+                try dev.run(.conv2dBackwardFilter(x: x.buffer, dy: g.buffer, dw: dw.buffer, shape: cs))
+                grads.append(dw)
+            } else { grads.append(nil) }
+            if hasBias {
+                grads.append(needed[2] ? try g.reduceSum(reduced: [true, true, true, false]).reshaped([cs.outChannels]) : nil)
+            }
+            return grads
+        }
+    }
+
+    var imageShape: ImageShape { ImageShape(batch: shape[0], height: shape[1], width: shape[2], channels: shape[3]) }
+
+    /// 2×2 average pooling of NHWC (height and width even).
+    public func avgPool2x2() throws -> Tensor {
+        guard rank == 4, shape[1] % 2 == 0, shape[2] % 2 == 0 else {
+            throw DeviceError.invalidArgument("avgPool2x2 needs NHWC with even height and width, got \(shape)")
+        }
+        let s = imageShape, dev = device
+        let out = try Tensor.empty([s.batch, s.height / 2, s.width / 2, s.channels], on: device)
+        try device.run(.avgPool2x2(x: buffer, y: out.buffer, shape: s))
+        return Tensor.result(out, "avgpool", [self]) { g, needed in
+            let dx = try Tensor.empty([s.batch, s.height, s.width, s.channels], on: dev)
+            try dev.run(.avgPool2x2Backward(dy: g.buffer, dx: dx.buffer, shape: s))
+            return [dx]
+        }
+    }
+
+    /// 2× nearest-neighbour upsampling of NHWC.
+    public func upsample2x() throws -> Tensor {
+        guard rank == 4 else { throw DeviceError.invalidArgument("upsample2x needs NHWC, got \(shape)") }
+        let s = imageShape, dev = device
+        let out = try Tensor.empty([s.batch, s.height * 2, s.width * 2, s.channels], on: device)
+        try device.run(.upsample2x(x: buffer, y: out.buffer, shape: s))
+        return Tensor.result(out, "upsample", [self]) { g, needed in
+            let dx = try Tensor.empty([s.batch, s.height, s.width, s.channels], on: dev)
+            try dev.run(.upsample2xBackward(dy: g.buffer, dx: dx.buffer, shape: s))
+            return [dx]
+        }
+    }
+}

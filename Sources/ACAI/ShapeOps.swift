@@ -1,0 +1,211 @@
+// Shape, reduction, indexing and loss operations with their gradients.
+
+extension Tensor {
+    /// Same values, new shape (free: buffers are dense).
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        var resolved = newShape
+        if let i = newShape.firstIndex(of: -1) {
+            let known = newShape.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
+            guard known > 0, count % known == 0 else {
+                throw DeviceError.invalidArgument("cannot reshape \(shape) to \(newShape)")
+            }
+            resolved[i] = count / known
+        }
+        guard resolved.reduce(1, *) == count else {
+            throw DeviceError.invalidArgument("cannot reshape \(shape) (\(count) values) to \(newShape)")
+        }
+        let old = shape
+        let out = Tensor(shape: resolved, buffer: buffer, device: device)
+        return Tensor.result(out, "reshape", [self]) { g, needed in [try g.reshaped(old)] }
+    }
+
+    /// [n, ...] → [n, rest]
+    public func flattened() throws -> Tensor { try reshaped([shape.first ?? 1, -1]) }
+
+    // MARK: reductions
+
+    /// Sum over the axes flagged in `reduced`, keeping them with size 1.
+    func reduceSum(reduced: [Bool]) throws -> Tensor {
+        let outShape = zip(shape, reduced).map { $1 ? 1 : $0 }
+        let out = try Tensor.empty(outShape, on: device)
+        try device.run(.reduceSum(x: buffer, out: out.buffer, layout: ReduceLayout(shape: shape, reduced: reduced)))
+        let inShape = shape
+        return Tensor.result(out, "sum", [self]) { g, needed in [try g.broadcast(to: inShape)] }
+    }
+
+    /// Repeats values along size-1 axes to `target` (the gradient of a sum).
+    public func broadcast(to target: [Int]) throws -> Tensor {
+        if shape == target { return self }
+        guard broadcastShape(target, shape) == target, let full = BroadcastLayout.make(target, shape) else {
+            throw DeviceError.invalidArgument("cannot broadcast \(shape) to \(target)")
+        }
+        let zero = try Tensor.zeros([1], on: device)
+        let out = try Tensor.empty(target, on: device)
+        // out = 0 + self, with self broadcast over `target` (the zero is a single broadcast element).
+        let zeroLayout = BroadcastLayout(shape: full.shape, aStrides: full.aStrides.map { _ in 0 }, bStrides: full.bStrides)
+        try device.run(.binary(.add, a: zero.buffer, b: buffer, out: out.buffer, layout: zeroLayout, alpha: 0))
+        let source = shape
+        return Tensor.result(out, "broadcast", [self]) { g, needed in [try g.sumToShape(source)] }
+    }
+
+    /// Sum of all elements, shape [1].
+    public func sum() throws -> Tensor { try reduceSum(reduced: shape.map { _ in true }).reshaped([1]) }
+
+    /// Sum over `axes` (negative axes count from the end); `keepDims` keeps them with size 1.
+    public func sum(axes: [Int], keepDims: Bool = false) throws -> Tensor {
+        let flags = try axisFlags(axes)
+        let s = try reduceSum(reduced: flags)
+        return keepDims ? s : try s.reshaped(zip(shape, flags).filter { !$0.1 }.map(\.0).nonEmpty)
+    }
+
+    public func mean() throws -> Tensor { try sum() * (1 / Float(count)) }
+
+    public func mean(axes: [Int], keepDims: Bool = false) throws -> Tensor {
+        let flags = try axisFlags(axes)
+        let n = zip(shape, flags).filter(\.1).reduce(1) { $0 * $1.0 }
+        return try sum(axes: axes, keepDims: keepDims) * (1 / Float(n))
+    }
+
+    func axisFlags(_ axes: [Int]) throws -> [Bool] {
+        var flags = Array(repeating: false, count: rank)
+        for a in axes {
+            let axis = a < 0 ? a + rank : a
+            guard (0..<rank).contains(axis) else {
+                throw DeviceError.invalidArgument("axis \(a) out of range for shape \(shape)")
+            }
+            flags[axis] = true
+        }
+        return flags
+    }
+
+    /// Index of the largest (or smallest) value along `axis`, as floats; no gradient.
+    public func argmax(axis: Int) throws -> Tensor { try argReduce(axis: axis, findMax: true) }
+    public func argmin(axis: Int) throws -> Tensor { try argReduce(axis: axis, findMax: false) }
+
+    func argReduce(axis a: Int, findMax: Bool) throws -> Tensor {
+        let axis = a < 0 ? a + rank : a
+        guard (0..<rank).contains(axis) else { throw DeviceError.invalidArgument("axis \(a) out of range for shape \(shape)") }
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+        var outShape = shape
+        outShape.remove(at: axis)
+        let out = try Tensor.empty(outShape.nonEmpty, on: device)
+        try device.run(.argReduce(x: buffer, out: out.buffer, outer: outer, axis: shape[axis], inner: inner,
+                                  findMax: findMax))
+        return out
+    }
+
+    // MARK: slicing, concatenation, reversal
+
+    /// Elements `range` along `axis`.
+    public func slice(_ range: Range<Int>, axis a: Int = 0) throws -> Tensor {
+        let axis = a < 0 ? a + rank : a
+        guard (0..<rank).contains(axis), range.lowerBound >= 0, range.upperBound <= shape[axis] else {
+            throw DeviceError.invalidArgument("slice \(range) along axis \(a) out of range for shape \(shape)")
+        }
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+        var outShape = shape
+        outShape[axis] = range.count
+        let out = try Tensor.empty(outShape, on: device)
+        try device.run(.copyAxisRange(src: buffer, dst: out.buffer, outer: outer, srcAxis: shape[axis],
+                                      dstAxis: range.count, inner: inner, srcStart: range.lowerBound, dstStart: 0,
+                                      length: range.count))
+        let full = shape, dev = device
+        return Tensor.result(out, "slice", [self]) { g, needed in
+            let dx = try Tensor.zeros(full, on: dev)
+            try dev.run(.copyAxisRange(src: g.buffer, dst: dx.buffer, outer: outer, srcAxis: range.count,
+                                       dstAxis: full[axis], inner: inner, srcStart: 0, dstStart: range.lowerBound,
+                                       length: range.count))
+            return [dx]
+        }
+    }
+
+    /// Concatenation along `axis`; all other dimensions must agree.
+    public static func concat(_ parts: [Tensor], axis a: Int = 0) throws -> Tensor {
+        guard let first = parts.first else { throw DeviceError.invalidArgument("concat of no tensors") }
+        let axis = a < 0 ? a + first.rank : a
+        for p in parts {
+            var s1 = p.shape, s0 = first.shape
+            guard p.rank == first.rank, (0..<first.rank).contains(axis), p.device === first.device else {
+                throw DeviceError.invalidArgument("concat: shape \(p.shape) does not fit \(first.shape) along axis \(a)")
+            }
+            s1[axis] = 0; s0[axis] = 0
+            guard s1 == s0 else { throw DeviceError.invalidArgument("concat: shape \(p.shape) does not fit \(first.shape) along axis \(a)") }
+        }
+        let total = parts.reduce(0) { $0 + $1.shape[axis] }
+        var outShape = first.shape
+        outShape[axis] = total
+        let outer = first.shape[..<axis].reduce(1, *), inner = first.shape[(axis + 1)...].reduce(1, *)
+        let out = try Tensor.empty(outShape, on: first.device)
+        var start = 0
+        var ranges: [Range<Int>] = []
+        for p in parts {
+            try first.device.run(.copyAxisRange(src: p.buffer, dst: out.buffer, outer: outer, srcAxis: p.shape[axis],
+                                                dstAxis: total, inner: inner, srcStart: 0, dstStart: start,
+                                                length: p.shape[axis]))
+            ranges.append(start..<start + p.shape[axis])
+            start += p.shape[axis]
+        }
+        return Tensor.result(out, "concat", parts) { g, needed in
+            try zip(ranges, needed).map { range, need in need ? try g.slice(range, axis: axis) : nil }
+        }
+    }
+
+    /// The order of elements along `axis` reversed (ACAI pairs a batch with its reverse).
+    public func reversed(axis a: Int = 0) throws -> Tensor {
+        let axis = a < 0 ? a + rank : a
+        guard (0..<rank).contains(axis) else { throw DeviceError.invalidArgument("axis \(a) out of range for shape \(shape)") }
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *), n = shape[axis]
+        let out = try Tensor.empty(shape, on: device)
+        try device.run(.reverseAxis(x: buffer, out: out.buffer, outer: outer, axis: n, inner: inner))
+        return Tensor.result(out, "reverse", [self]) { g, needed in [try g.reversed(axis: axis)] }
+    }
+
+    // MARK: indexing
+
+    /// Rows of a [rows, columns] table picked by integral float `indices` ([n]); result [n, columns].
+    /// The gradient with respect to the table is oneHot(indices)ᵀ·g.
+    public func gatherRows(_ indices: Tensor) throws -> Tensor {
+        guard rank == 2 else { throw DeviceError.invalidArgument("gatherRows needs a [rows, columns] table, got \(shape)") }
+        let n = indices.count, rows = shape[0], columns = shape[1]
+        let out = try Tensor.empty([n, columns], on: device)
+        try device.run(.gatherRows(table: buffer, index: indices.buffer, out: out.buffer, rows: n, tableRows: rows,
+                                   columns: columns))
+        let idx = indices.detached()
+        return Tensor.result(out, "gather", [self]) { g, needed in
+            [try idx.oneHot(depth: rows).matmul(g, transposeA: true)]
+        }
+    }
+
+    /// [n] integral floats → [n, depth] one-hot rows.
+    public func oneHot(depth: Int) throws -> Tensor {
+        let out = try Tensor.empty([count, depth], on: device)
+        try device.run(.oneHot(index: buffer, out: out.buffer, rows: count, depth: depth))
+        return out
+    }
+
+    // MARK: losses
+
+    /// Per-row softmax cross-entropy of logits [rows, classes] against label distributions of the same
+    /// shape; result [rows]. Labels are treated as constants (no gradient flows into them).
+    public func softmaxCrossEntropy(labels: Tensor) throws -> Tensor {
+        guard rank == 2, labels.shape == shape else {
+            throw DeviceError.invalidArgument("softmaxCrossEntropy: logits \(shape) and labels \(labels.shape) must both be [rows, classes]")
+        }
+        let rows = shape[0], classes = shape[1]
+        let out = try Tensor.empty([rows], on: device)
+        try device.run(.softmaxCrossEntropy(logits: buffer, labels: labels.buffer, loss: out.buffer, rows: rows,
+                                            classes: classes))
+        let x = detached(), z = labels.detached(), dev = device
+        return Tensor.result(out, "softmax_xent", [self]) { g, needed in
+            let dx = try Tensor.empty([rows, classes], on: dev)
+            try dev.run(.softmaxCrossEntropyBackward(logits: x.buffer, labels: z.buffer, dloss: g.buffer,
+                                                     dlogits: dx.buffer, rows: rows, classes: classes))
+            return [dx]
+        }
+    }
+}
+
+extension Array where Element == Int {
+    /// A scalar result is shape [1], not [].
+    var nonEmpty: [Int] { isEmpty ? [1] : self }
+}

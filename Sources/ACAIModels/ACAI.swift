@@ -1,0 +1,67 @@
+import ACAI
+
+/// Adversarially Constrained Autoencoder Interpolation (Berthelot et al. 2018).
+///
+/// A critic sees decoded interpolants x̂_α = g(α·z + (1−α)·z_rev) (z_rev: the batch reversed, α ~ U[0, 1]
+/// folded to [0, 0.5]) and regresses α; the autoencoder learns to make it answer 0:
+///   critic:      mean((d(x̂_α) − α)²) + mean(d(γ·x + (1−γ)·x̂)²)
+///   autoencoder: mean((x − x̂)²) + λ·mean(d(x̂_α)²)
+/// Both are differentiated from the same forward pass, each with respect to its own parameters.
+public final class ACAIModel: Autoencoder {
+    public let kind = ModelKind.acai
+    public let core: AutoencoderCore
+    public let critic: Encoder
+    public let criticAdam: Adam
+
+    public init(config: ModelConfig, seed: UInt64, on device: any Device) throws {
+        core = try AutoencoderCore(config: config, seed: seed, on: device)
+        var criticShape = config.net
+        criticShape.depth = config.advDepth ?? config.net.depth
+        critic = try Encoder(name: "critic", shape: criticShape, seed: mixSeeds(seed, 0xC817), on: device)
+        criticAdam = try Adam(parameters: critic.parameters, learningRate: config.learningRate)
+    }
+
+    public var config: ModelConfig { core.config }
+    public var device: any Device { core.device }
+    public var parameters: [Parameter] { core.autoencoderParameters + critic.parameters + core.probe.parameters }
+    public var optimizers: [(name: String, adam: Adam)] {
+        [("autoencoder", core.adam), ("critic", criticAdam), ("probe", core.probeAdam)]
+    }
+    public var buffers: [(name: String, tensor: Tensor)] { [] }
+
+    /// The critic's score of each image: its encoder output averaged over height, width and channels, [n].
+    func score(_ x: Tensor) throws -> Tensor { try critic(x).mean(axes: [1, 2, 3]) }
+
+    public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
+        let n = x.shape[0]
+        let z = try core.encoder(x)
+        let reconstruction = try core.decoder(z)
+        let u = try random.tensor([n, 1, 1, 1], .uniform, on: device)
+        let alpha = try 0.5 - (u - 0.5).abs()
+        let mixed = try alpha * z + (1 - alpha) * z.reversed(axis: 0)
+        let decodedMix = try core.decoder(mixed)
+        let scoreMix = try score(decodedMix)
+
+        let lossReconstruction = try meanSquaredError(reconstruction, x)
+        let lossAEAdversarial = try scoreMix.square().mean()
+        let lossAE = try lossReconstruction + lossAEAdversarial * config.advWeight
+        let blend = try (reconstruction + (x - reconstruction) * config.reg).detached()
+        let lossCriticMix = try (scoreMix - alpha.reshaped([n])).square().mean()
+        let lossCriticReal = try score(blend).square().mean()
+        let lossCritic = try lossCriticMix + lossCriticReal
+
+        let aeGrads = try gradients(of: lossAE, wrt: core.adam.parameters)
+        let criticGrads = try gradients(of: lossCritic, wrt: critic.parameters)
+        try core.adam.update(aeGrads)
+        try criticAdam.update(criticGrads)
+        return [
+            "loss_ae": lossAE, "loss_ae_l2": lossReconstruction, "loss_ae_disc": lossAEAdversarial,
+            "loss_disc": lossCritic, "loss_disc_mix": lossCriticMix, "loss_disc_real": lossCriticReal,
+            "loss_probe": try core.probeStep(z, labels: labels),
+        ]
+    }
+
+    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
+    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
+    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
+}

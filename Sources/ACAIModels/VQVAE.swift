@@ -1,0 +1,115 @@
+import ACAI
+
+/// VQ-VAE as in the reference (`vqvae.py` with tensor2tensor's discretization bottleneck, EMA variant):
+/// the flattened encoder output (H values) is projected by a dense layer to `vqLatents`·H and split into
+/// `vqLatents` vectors of H, each replaced by its nearest of 2^`vqCodebookLog2` codebook vectors with a
+/// straight-through gradient; the commitment loss is β·mean((x − sg(q))²). The codebook follows an
+/// exponential moving average (decay 0.999, Laplace-smoothed counts, ε = 1e-5) and is not trained by Adam.
+/// After quantisation: dense(512, ReLU input) → dense(H, ReLU input) → the conv decoder. Interpolation and
+/// clustering use the continuous pre-quantisation encoder output; the probe sees the post-bottleneck
+/// dense output.
+public final class VQVAE: Autoencoder {
+    public let kind = ModelKind.vqvae
+    public let core: AutoencoderCore
+    public let projection: Dense
+    public let hidden: Dense
+    public let output: Dense
+    public private(set) var codebook: Tensor
+    public private(set) var emaCount: Tensor
+    public private(set) var emaMeans: Tensor
+    let codes: Int
+    let epsilon: Float = 1e-5
+
+    public init(config: ModelConfig, seed: UInt64, on device: any Device) throws {
+        let h = config.net.latentCount
+        codes = 1 << config.vqCodebookLog2
+        projection = try Dense(name: "vq/projection", inFeatures: h, outFeatures: h * config.vqLatents,
+                               glorotSeed: mixSeeds(seed, 0x5051), on: device)
+        hidden = try Dense(name: "vq/hidden", inFeatures: h * config.vqLatents, outFeatures: config.vqHidden,
+                           glorotSeed: mixSeeds(seed, 0x5052), on: device)
+        output = try Dense(name: "vq/output", inFeatures: config.vqHidden, outFeatures: h,
+                           glorotSeed: mixSeeds(seed, 0x5053), on: device)
+        core = try AutoencoderCore(config: config, probeInputs: h,
+                                   extra: projection.parameters + hidden.parameters + output.parameters,
+                                   seed: seed, on: device)
+        // tf.uniform_unit_scaling_initializer: U(±√(3 / fan_in)) with fan_in the codebook size.
+        let limit = (3 / Float(codes)).squareRoot()
+        codebook = try Tensor.random([codes, h], .uniform, seed: mixSeeds(seed, 0x5054), on: device) * (2 * limit) - limit
+        emaMeans = codebook
+        emaCount = try Tensor.zeros([codes], on: device)
+    }
+
+    public var config: ModelConfig { core.config }
+    public var device: any Device { core.device }
+    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
+    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
+    public var buffers: [(name: String, tensor: Tensor)] {
+        [("codebook", codebook), ("ema_count", emaCount), ("ema_means", emaMeans)]
+    }
+
+    struct Bottleneck {
+        var dense: Tensor        // [n, H], input of the conv decoder (flattened)
+        var vectors: Tensor      // [n·latents, H], pre-quantisation
+        var oneHot: Tensor       // [n·latents, codes]
+        var quantized: Tensor    // [n·latents, H]
+    }
+
+    /// The discretisation bottleneck on the flattened encoder output [n, H].
+    func bottleneck(_ flat: Tensor) throws -> Bottleneck {
+        let n = flat.shape[0], h = config.net.latentCount
+        let vectors = try projection(flat).reshaped([n * config.vqLatents, h])
+        // Nearest codebook vector by squared distance |x|² + |e|² − 2·x·e; |x|² does not change the argmin.
+        let codebookNorms = try codebook.square().sum(axes: [1])
+        let distances = try codebookNorms.reshaped([1, codes]) - vectors.detached().matmul(codebook, transposeB: true) * 2
+        let index = try distances.argmin(axis: 1)
+        let oneHot = try index.oneHot(depth: codes)
+        let quantized = try codebook.gatherRows(index)
+        // Straight-through: the forward value is the code vector, the gradient goes to the projection.
+        let straight = try vectors + (quantized - vectors).detached()
+        let dense = try output(hidden(straight.reshaped([n, h * config.vqLatents]).relu()).relu())
+        return Bottleneck(dense: dense, vectors: vectors, oneHot: oneHot, quantized: quantized)
+    }
+
+    public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
+        let encoded = try core.encoder(x)
+        let b = try bottleneck(encoded.flattened())
+        let reconstruction = try core.decoder(b.dense.reshaped(encoded.shape))
+        let lossReconstruction = try meanSquaredError(reconstruction, x)
+        let lossCommitment = try (b.vectors - b.quantized.detached()).square().mean()
+        let loss = try lossReconstruction + lossCommitment * config.vqCommitment
+        try core.autoencoderStep(loss)
+        try updateCodebook(b)
+        return ["loss_ae": lossReconstruction, "loss_vqvae": try lossCommitment * config.vqCommitment,
+                "loss_probe": try core.probeStep(b.dense, labels: labels)]
+    }
+
+    /// EMA codebook update (tensor2tensor's `discrete_bottleneck` with ema=True).
+    func updateCodebook(_ b: Bottleneck) throws {
+        let decay = config.vqDecay
+        let counts = try b.oneHot.sum(axes: [0])
+        emaCount = try (emaCount * decay + counts * (1 - decay)).detached()
+        let sums = try b.oneHot.matmul(b.vectors.detached(), transposeA: true)
+        emaMeans = try (emaMeans * decay + sums * (1 - decay)).detached()
+        let total = try emaCount.sum()
+        let smoothed = try (emaCount + epsilon) / (total + Float(codes) * epsilon) * total
+        codebook = try (emaMeans / smoothed.reshaped([codes, 1])).detached()
+    }
+
+    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
+
+    public func decode(_ z: Tensor) throws -> Tensor {
+        let b = try bottleneck(z.detached().flattened())
+        return try core.decoder(b.dense.reshaped(z.shape)).detached()
+    }
+
+    public func probeLogits(_ x: Tensor) throws -> Tensor {
+        try core.probe(bottleneck(core.encoder(x).flattened()).dense).detached()
+    }
+
+    /// Restores the codebook state from a checkpoint.
+    public func restoreBuffers(codebook c: [Float], emaCount n: [Float], emaMeans m: [Float]) throws {
+        try device.write(c, to: codebook.buffer)
+        try device.write(n, to: emaCount.buffer)
+        try device.write(m, to: emaMeans.buffer)
+    }
+}

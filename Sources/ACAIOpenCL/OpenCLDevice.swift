@@ -1,0 +1,807 @@
+import ACAIDevice
+import COpenCL
+import Foundation
+
+/// The OpenCL device: one context and one in-order, profiling-enabled queue on the device `opencl:N`.
+///
+/// - `run` enqueues kernels and returns; `read` (a blocking read) and `synchronize` (`clFinish`) wait.
+///   `write` is a blocking write, so the caller's memory may be reused as soon as it returns.
+/// - Every op runs as OpenCL kernels from `Kernels/` (see `ProgramCache` for how they are loaded and
+///   built); nothing falls back to host code.
+/// - Buffers come from a `BufferPool` of `cl_mem`s capped at `memoryLimitBytes`, `ACAI_MEMORY_LIMIT`,
+///   or the device's global memory, in that order.
+/// - With `ACAI_PROFILE` set every kernel gets an event; the timings are collected at the next `read`
+///   or `synchronize`.
+/// The device may be shared between threads; calls are serialised by a lock.
+public final class OpenCLDevice: Device, @unchecked Sendable {
+    public let id: String
+    public let info: OpenCLDeviceInfo
+    public let description: String
+    public var kind: DeviceKind { .opencl }
+    public let profiler: Profiler
+
+    let clDevice: cl_device_id
+    let context: CLContext
+    let queue: CLQueue
+    let programs: ProgramCache
+    let pool: BufferPool
+
+    private let lock = NSLock()
+    private var launches = 0
+    private var pending: [PendingEvent] = []
+    private var currentTuning: OpenCLTuning
+
+    /// Opens `opencl:index` (the flat device index of `OpenCLPlatforms.list()`).
+    /// `memoryLimitBytes` caps the live bytes of the buffer pool (default: `ACAI_MEMORY_LIMIT`, e.g.
+    /// `512M` or `2G`, else the device's global memory).
+    public init(index: Int = 0, memoryLimitBytes: Int? = nil) throws {
+        let located = try OpenCLPlatforms.locate(index: index)
+        let info = located.info
+        self.info = info
+        self.clDevice = located.device
+        self.id = "opencl:\(index)"
+        let context = try CLContext(device: located.device)
+        self.context = context
+        self.queue = try CLQueue(context: context, device: located.device)
+        self.programs = ProgramCache(context: context, device: located.device, deviceName: info.name,
+                                     driverVersion: info.driverVersion)
+        self.profiler = Profiler(deviceName: id)
+        self.currentTuning = OpenCLTuning.defaults(for: info)
+
+        let environmentLimit = ProcessInfo.processInfo.environment["ACAI_MEMORY_LIMIT"].flatMap(parseByteCount)
+        let limit = max(memoryLimitBytes ?? environmentLimit ?? info.globalMemoryBytes, 0)
+        self.pool = BufferPool(
+            deviceName: id, limitBytes: limit, cacheLimitBytes: limit / 2,
+            allocate: { bytes in
+                var err: cl_int = 0
+                let mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &err)
+                guard err == CL_SUCCESS, let mem else { return nil }
+                return UnsafeMutableRawPointer(mem)
+            },
+            free: { handle, _ in clReleaseMemObject(OpaquePointer(handle)) })
+
+        var text = "\(id): \(info.name) (\(info.vendor), \(info.type.rawValue)) on \(info.platformName), "
+        text += "\(info.version), driver \(info.driverVersion), \(info.openCLCVersion), "
+        text += "\(info.computeUnits) compute units, \(formatBytes(info.globalMemoryBytes)) global memory "
+        text += "(max buffer \(formatBytes(info.maxAllocationBytes))), pool limit \(formatBytes(limit)); "
+        text += "extensions: \(info.extensions.joined(separator: " "))"
+        if let dir = programs.kernelDirectory { text += "; kernels from ACAI_KERNEL_DIR=\(dir)" }
+        self.description = text
+    }
+
+    deinit {
+        clFinish(queue.handle)
+        for event in pending { clReleaseEvent(event.event) }
+    }
+
+    /// Launch parameters (see `OpenCLTuning`); settable for benchmarks.
+    public var tuning: OpenCLTuning {
+        get { lock.withLock { currentTuning } }
+        set { lock.withLock { currentTuning = newValue } }
+    }
+
+    public var memory: MemoryStats { pool.memory }
+    public func clearCache() { pool.clearCache() }
+    public var launchCount: Int { lock.withLock { launches } }
+    /// Programs built so far in this process and the seconds spent building them.
+    public var programBuilds: (count: Int, seconds: Double) { programs.buildStatistics }
+
+    public func allocate(_ count: Int) throws -> DeviceBuffer {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        if bytes > info.maxAllocationBytes {
+            throw DeviceError.outOfMemory(device: id, requested: bytes, inUse: pool.memory.liveBytes,
+                                          limit: info.maxAllocationBytes)
+        }
+        if count > Int(Int32.max) {
+            throw DeviceError.invalidArgument(
+                "\(id): a buffer of \(count) floats is too large (kernels index with 32-bit integers)")
+        }
+        return try pool.allocate(count)
+    }
+
+    public func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        try checkOwned(buffer, "write")
+        if values.isEmpty { return }
+        guard values.count == buffer.count, let base = values.baseAddress else {
+            throw DeviceError.invalidArgument(
+                "write to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
+        }
+        try lock.withLock {
+            try clCheck(clEnqueueWriteBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount, base,
+                                             0, nil, nil), "clEnqueueWriteBuffer")
+        }
+    }
+
+    public func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws {
+        try checkOwned(buffer, "read")
+        if values.isEmpty {
+            try synchronize()
+            return
+        }
+        guard values.count == buffer.count, let base = values.baseAddress else {
+            throw DeviceError.invalidArgument(
+                "read from \(id): room for \(values.count) values but the buffer holds \(buffer.count) floats")
+        }
+        try lock.withLock {
+            // A blocking read on an in-order queue: every earlier command has finished when it returns.
+            try clCheck(clEnqueueReadBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount, base,
+                                            0, nil, nil), "clEnqueueReadBuffer")
+            try collectEvents()
+        }
+    }
+
+    public func synchronize() throws {
+        try lock.withLock {
+            try clCheck(clFinish(queue.handle), "clFinish")
+            try collectEvents()
+        }
+    }
+
+    public func run(_ op: Op) throws {
+        try op.validate()
+        for buffer in op.buffers { try checkOwned(buffer, op.name) }
+        try lock.withLock { try dispatch(op) }
+    }
+
+    // MARK: - Dispatch (lock held)
+
+    private func dispatch(_ op: Op) throws {
+        let name = op.name
+        switch op {
+        case let .fill(out, value):
+            try launchVector("elementwise.cl", "fill", count: out.count,
+                         args: [.buffer(out), .int(out.count), .float(value)], name: name, op: op)
+
+        case let .unary(function, x, out, alpha, beta):
+            let n = out.count
+            try need(x, n, "x", name)
+            try launchVector("elementwise.cl", "unary_\(function.rawValue)", count: n,
+                         args: [.buffer(x), .buffer(out), .int(n), .float(alpha), .float(beta)], name: name, op: op)
+
+        case let .binary(function, a, b, out, layout, alpha):
+            try binary(function, a: a, b: b, out: out, layout: layout, alpha: alpha, name: name, op: op)
+
+        case let .reduceSum(x, out, layout):
+            try need(x, layout.inputCount, "x", name)
+            try need(out, layout.outputCount, "out", name)
+            try reduceSum(x: x, out: out, layout: layout, name: name, bytes: op.bytes)
+
+        case let .argReduce(x, out, outer, axis, inner, findMax):
+            try need(x, outer * axis * inner, "x", name)
+            try need(out, outer * inner, "out", name)
+            if axis == 0 {
+                try launchVector("elementwise.cl", "fill", count: outer * inner,
+                             args: [.buffer(out), .int(outer * inner), .float(0)], name: name, op: op)
+                return
+            }
+            try launch("reduce.cl", "arg_reduce", global: [inner, outer],
+                       args: [.buffer(x), .buffer(out), .int(outer), .int(axis), .int(inner), .int(findMax ? 1 : 0)],
+                       name: name, op: op)
+
+        case let .gemm(a, b, c, shape):
+            try gemm(a: a, b: b, c: c, shape: shape, name: name, op: op)
+
+        case let .conv2d(x, w, bias, y, shape):
+            try checkConv(shape, name)
+            try need(x, shape.batch * shape.height * shape.width * shape.inChannels, "x", name)
+            try need(w, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "w", name)
+            try need(y, shape.batch * shape.height * shape.width * shape.outChannels, "y", name)
+            if let bias { try need(bias, shape.outChannels, "bias", name) }
+            try convForward(x: x, w: w, bias: bias, y: y, shape: shape, name: name, op: op)
+
+        case let .conv2dBackwardInput(dy, w, dx, shape):
+            try checkConv(shape, name)
+            try need(dy, shape.batch * shape.height * shape.width * shape.outChannels, "dy", name)
+            try need(w, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "w", name)
+            try need(dx, shape.batch * shape.height * shape.width * shape.inChannels, "dx", name)
+            try convBackwardInput(dy: dy, w: w, dx: dx, shape: shape, name: name, op: op)
+
+        case let .conv2dBackwardFilter(x, dy, dw, shape):
+            try checkConv(shape, name)
+            try need(x, shape.batch * shape.height * shape.width * shape.inChannels, "x", name)
+            try need(dy, shape.batch * shape.height * shape.width * shape.outChannels, "dy", name)
+            try need(dw, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "dw", name)
+            try convBackwardFilter(x: x, dy: dy, dw: dw, shape: shape, name: name, op: op)
+
+        case let .avgPool2x2(x, y, shape):
+            try need(x, shape.count, "x", name)
+            try need(y, shape.count / 4, "y", name)
+            try pool2x2("avgpool2x2", input: x, output: y, outputWidth: shape.width / 2,
+                        outputRows: shape.batch * (shape.height / 2), shape: shape, name: name, op: op)
+
+        case let .avgPool2x2Backward(dy, dx, shape):
+            try need(dy, shape.count / 4, "dy", name)
+            try need(dx, shape.count, "dx", name)
+            try pool2x2("avgpool2x2_backward", input: dy, output: dx, outputWidth: shape.width,
+                        outputRows: shape.batch * shape.height, shape: shape, name: name, op: op)
+
+        case let .upsample2x(x, y, shape):
+            try need(x, shape.count, "x", name)
+            try need(y, shape.count * 4, "y", name)
+            try pool2x2("upsample2x", input: x, output: y, outputWidth: shape.width * 2,
+                        outputRows: shape.batch * shape.height * 2, shape: shape, name: name, op: op)
+
+        case let .upsample2xBackward(dy, dx, shape):
+            try need(dy, shape.count * 4, "dy", name)
+            try need(dx, shape.count, "dx", name)
+            try pool2x2("upsample2x_backward", input: dy, output: dx, outputWidth: shape.width,
+                        outputRows: shape.batch * shape.height, shape: shape, name: name, op: op)
+
+        case let .copyAxisRange(src, dst, outer, srcAxis, dstAxis, inner, srcStart, dstStart, length):
+            guard srcStart >= 0, dstStart >= 0, length >= 0, srcStart + length <= srcAxis,
+                  dstStart + length <= dstAxis else {
+                throw DeviceError.invalidArgument(
+                    "\(name): range \(srcStart)..<\(srcStart + length) of \(srcAxis) to \(dstStart)..<\(dstStart + length) of \(dstAxis) is out of bounds")
+            }
+            try need(src, outer * srcAxis * inner, "src", name)
+            try need(dst, outer * dstAxis * inner, "dst", name)
+            try launch("copy.cl", "copy_axis_range", global: [length * inner, outer],
+                       args: [.buffer(src), .buffer(dst), .int(outer), .int(srcAxis), .int(dstAxis), .int(inner),
+                              .int(srcStart), .int(dstStart), .int(length * inner)],
+                       name: name, op: op)
+
+        case let .reverseAxis(x, out, outer, axis, inner):
+            try need(x, outer * axis * inner, "x", name)
+            try need(out, outer * axis * inner, "out", name)
+            try launch("copy.cl", "reverse_axis", global: [axis * inner, outer],
+                       args: [.buffer(x), .buffer(out), .int(outer), .int(axis), .int(inner)], name: name, op: op)
+
+        case let .gatherRows(table, index, out, rows, tableRows, columns):
+            try need(table, tableRows * columns, "table", name)
+            try need(index, rows, "index", name)
+            try need(out, rows * columns, "out", name)
+            if tableRows == 0 { return }
+            try launch("copy.cl", "gather_rows", global: [columns, rows],
+                       args: [.buffer(table), .buffer(index), .buffer(out), .int(rows), .int(tableRows),
+                              .int(columns)],
+                       name: name, op: op)
+
+        case let .oneHot(index, out, rows, depth):
+            try need(index, rows, "index", name)
+            try need(out, rows * depth, "out", name)
+            try launch("copy.cl", "one_hot", global: [depth, rows],
+                       args: [.buffer(index), .buffer(out), .int(rows), .int(depth)], name: name, op: op)
+
+        case let .softmaxCrossEntropy(logits, labels, loss, rows, classes):
+            try need(logits, rows * classes, "logits", name)
+            try need(labels, rows * classes, "labels", name)
+            try need(loss, rows, "loss", name)
+            if classes == 0 {
+                try launchVector("elementwise.cl", "fill", count: rows, args: [.buffer(loss), .int(rows), .float(0)],
+                             name: name, op: op)
+                return
+            }
+            try launch1D("loss.cl", "softmax_xent", count: rows,
+                         args: [.buffer(logits), .buffer(labels), .buffer(loss), .int(rows), .int(classes)],
+                         name: name, op: op)
+
+        case let .softmaxCrossEntropyBackward(logits, labels, dloss, dlogits, rows, classes):
+            try need(logits, rows * classes, "logits", name)
+            try need(labels, rows * classes, "labels", name)
+            try need(dloss, rows, "dloss", name)
+            try need(dlogits, rows * classes, "dlogits", name)
+            if classes == 0 { return }
+            try launch1D("loss.cl", "softmax_xent_backward", count: rows,
+                         args: [.buffer(logits), .buffer(labels), .buffer(dloss), .buffer(dlogits), .int(rows),
+                                .int(classes)],
+                         name: name, op: op)
+
+        case let .random(distribution, out, seed, offset):
+            let n = out.count
+            let options = "-cl-fp32-correctly-rounded-divide-sqrt"
+            switch distribution {
+            case .uniform:
+                try launch("random.cl", "random_uniform", options: options, global: [(n + 7) / 8],
+                           args: [.buffer(out), .int(n), .ulong(seed), .ulong(offset)], name: name, op: op)
+            case .normal:
+                try launch("random.cl", "random_normal", options: options, global: [(n + 7) / 8],
+                           args: [.buffer(out), .int(n), .ulong(seed), .ulong(offset)], name: name, op: op)
+            case let .dropout(keep):
+                try launch("random.cl", "random_dropout", options: options, global: [(n + 7) / 8],
+                           args: [.buffer(out), .int(n), .ulong(seed), .ulong(offset), .float(keep),
+                                  .float(1 / keep)],
+                           name: name, op: op)
+            }
+
+        case let .adam(param, grad, m, v, hyper):
+            let n = param.count
+            try need(grad, n, "grad", name)
+            try need(m, n, "m", name)
+            try need(v, n, "v", name)
+            try launchVector("optimizer.cl", "adam", count: n,
+                         args: [.buffer(param), .buffer(grad), .buffer(m), .buffer(v), .int(n),
+                                .float(hyper.learningRateT), .float(hyper.beta1), .float(hyper.beta2),
+                                .float(hyper.epsilon)],
+                         name: name, op: op)
+        }
+    }
+
+    // MARK: - Elementwise and reductions
+
+    private func binary(_ function: BinaryFunction, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer,
+                        layout: BroadcastLayout, alpha: Float, name: String, op: Op) throws {
+        let n = layout.count
+        try need(out, n, "out", name)
+        if layout.isElementwise {
+            try need(a, n, "a", name)
+            try need(b, n, "b", name)
+            try launchVector("elementwise.cl", "binary_\(function.rawValue)", count: n,
+                         args: [.buffer(a), .buffer(b), .buffer(out), .int(n), .float(alpha)], name: name, op: op)
+            return
+        }
+        let rank = BroadcastLayout.maxRank
+        let pad = rank - layout.shape.count
+        let shape = Array(repeating: 1, count: pad) + layout.shape
+        let aStrides = Array(repeating: 0, count: pad) + layout.aStrides
+        let bStrides = Array(repeating: 0, count: pad) + layout.bStrides
+        // The largest element each input is read at.
+        let aLast = zip(shape, aStrides).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
+        let bLast = zip(shape, bStrides).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
+        if n == 0 { return }
+        try need(a, aLast + 1, "a", name)
+        try need(b, bLast + 1, "b", name)
+        var args: [KernelArg] = [.buffer(a), .buffer(b), .buffer(out), .float(alpha)]
+        args += shape.map { .int($0) } + aStrides.map { .int($0) } + bStrides.map { .int($0) }
+        try launch("elementwise.cl", "binary_\(function.rawValue)_bcast", options: elementwiseOptions,
+                   global: [shape[rank - 1], shape[rank - 2], n / (shape[rank - 1] * shape[rank - 2])], args: args,
+                   name: name, op: op)
+    }
+
+    private func reduceSum(x: DeviceBuffer, out: DeviceBuffer, layout: ReduceLayout, name: String,
+                           bytes: Double) throws {
+        let strides = denseStrides(layout.shape)
+        var kept: [(size: Int, stride: Int)] = []
+        var reduced: [(size: Int, stride: Int)] = []
+        for i in layout.shape.indices {
+            if layout.reduced[i] {
+                reduced.append((layout.shape[i], strides[i]))
+            } else {
+                kept.append((layout.shape[i], strides[i]))
+            }
+        }
+        if reduced.isEmpty { reduced = [(1, 0)] }
+        let inner = reduced.removeLast()
+        try reducePass(x: x, out: out, outputs: layout.outputCount, kept: kept, outerReduced: reduced,
+                       inner: inner, name: name, bytes: bytes)
+    }
+
+    /// One pass of `reduce_sum`; splits the inner reduced axis into chunks (and sums the chunks in a
+    /// second pass) when the outputs alone would leave the device idle, or the sums would be long.
+    private func reducePass(x: DeviceBuffer, out: DeviceBuffer, outputs: Int, kept: [(size: Int, stride: Int)],
+                            outerReduced: [(size: Int, stride: Int)], inner: (size: Int, stride: Int),
+                            name: String, bytes: Double) throws {
+        if outputs == 0 { return }
+        precondition(kept.count <= 3 && outerReduced.count <= 2, "reduction layout has too many axes")
+        let keptPadded = Array(repeating: (size: 1, stride: 0), count: 3 - kept.count) + kept
+        let outerPadded = outerReduced + Array(repeating: (size: 1, stride: 0), count: 2 - outerReduced.count)
+        let outerWork = outerPadded.reduce(1) { $0 * $1.size }
+
+        var chunks = 1
+        let perItem = inner.size * outerWork
+        if perItem >= 2048 {
+            let forParallelism = (currentTuning.parallelItems + outputs - 1) / outputs
+            let forAccuracy = (perItem + 4095) / 4096
+            chunks = min(max(forParallelism, forAccuracy), (inner.size + 255) / 256)
+            chunks = max(chunks, 1)
+        }
+        let chunk = (inner.size + chunks - 1) / chunks
+        chunks = chunk == 0 ? 1 : (inner.size + chunk - 1) / chunk
+
+        let target: DeviceBuffer = try chunks == 1 ? out : scratch(chunks * outputs)
+        let args: [KernelArg] = [
+            .buffer(x), .buffer(target), .int(outputs), .int(keptPadded[1].size), .int(keptPadded[2].size),
+            .int(keptPadded[0].stride), .int(keptPadded[1].stride), .int(keptPadded[2].stride),
+            .int(outerPadded[0].size), .int(outerPadded[0].stride), .int(outerPadded[1].size),
+            .int(outerPadded[1].stride), .int(inner.size), .int(inner.stride), .int(max(chunk, 1)), .int(chunks),
+        ]
+        try launch("reduce.cl", "reduce_sum", global: [outputs, chunks], args: args,
+                   name: chunks == 1 ? name : name + "_partial", bytes: bytes)
+        if chunks > 1 {
+            try reducePass(x: target, out: out, outputs: outputs, kept: [(outputs, 1)], outerReduced: [],
+                           inner: (chunks, outputs), name: name + "_chunks", bytes: 0)
+        }
+    }
+
+    private func pool2x2(_ kernel: String, input: DeviceBuffer, output: DeviceBuffer, outputWidth: Int,
+                         outputRows: Int, shape: ImageShape, name: String, op: Op) throws {
+        if kernel.hasPrefix("avgpool"), shape.height % 2 != 0 || shape.width % 2 != 0 {
+            throw DeviceError.invalidArgument("\(name): height \(shape.height) and width \(shape.width) must be even")
+        }
+        try launch("pool.cl", kernel, global: [shape.channels, outputWidth, outputRows],
+                   args: [.buffer(input), .buffer(output), .int(shape.batch), .int(shape.height), .int(shape.width),
+                          .int(shape.channels)],
+                   name: name, op: op)
+    }
+
+    // MARK: - Products
+
+    /// The blocked kernels' geometry for `columns` output columns: vector width, vectors per row and the
+    /// columns they cover (a multiple of width × vectors); the rest go to a general kernel.
+    private func blockColumns(_ columns: Int) -> (width: Int, vectors: Int, covered: Int) {
+        let t = currentTuning
+        var width = t.vectorWidth
+        while width > 4 && columns < width { width /= 2 }
+        if columns < width { return (width, 1, 0) }
+        let vectors = columns >= width * t.vectorsPerRow ? max(t.vectorsPerRow, 1) : 1
+        return (width, vectors, columns / (width * vectors) * (width * vectors))
+    }
+
+    /// Local size of the blocked kernels over (column blocks, row blocks).
+    private func blockedLocal(columnBlocks: Int) -> [Int] {
+        let t = currentTuning
+        if info.type == .cpu { return [1, t.blockGroupRows] }
+        let across = min(nextPowerOfTwo(columnBlocks), 16)
+        return [across, max(t.blockGroupRows * 4 / across, 1)]
+    }
+
+    private func gemm(a: DeviceBuffer, b: DeviceBuffer, c: DeviceBuffer, shape s: GemmShape, name: String,
+                      op: Op) throws {
+        let (m, n, k) = (s.m, s.n, s.k)
+        guard m >= 0, n >= 0, k >= 0 else { throw DeviceError.invalidArgument("\(name): negative size") }
+        try need(a, m * k, "a", name)
+        try need(b, k * n, "b", name)
+        try need(c, m * n, "c", name)
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            try launch1D("gemm.cl", "gemm_scale", count: m * n, args: [.buffer(c), .int(m * n), .float(s.beta)],
+                         name: name + "_scale", op: op)
+            return
+        }
+        let rows = currentTuning.blockRows
+        let (width, vectors, covered) = blockColumns(n)
+        var bMatrix = b
+        var transB = s.transB
+        if covered > 0 && s.transB {
+            let t = try scratch(k * n)
+            try transpose(b, rows: n, columns: k, into: t, name: name + "_transpose_b")
+            bMatrix = t
+            transB = false
+        }
+        if covered > 0 {
+            let options = "-DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DTRANS_A=\(s.transA ? 1 : 0)"
+            let blocks = covered / (width * vectors)
+            let share = Double(covered) / Double(n)
+            try launch("gemm.cl", "gemm_blocked", options: options,
+                       global: [blocks, (m + rows - 1) / rows], local: blockedLocal(columnBlocks: blocks),
+                       args: [.buffer(a), .buffer(bMatrix), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
+                              .float(s.beta)],
+                       name: "\(name)_blocked\(s.transA ? "_tn" : "")_\(rows)x\(vectors * width)",
+                       flops: op.flops * share, bytes: op.bytes * share)
+        }
+        if covered < n {
+            let share = Double(n - covered) / Double(n)
+            try launch("gemm.cl", "gemm_general", global: [n - covered, m],
+                       args: [.buffer(a), .buffer(bMatrix), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
+                              .float(s.beta), .int(s.transA ? 1 : 0), .int(transB ? 1 : 0), .int(covered)],
+                       name: name + "_general", flops: op.flops * share, bytes: op.bytes * share)
+        }
+    }
+
+    /// out[c, r] = input[r, c] for input [rows, columns].
+    private func transpose(_ input: DeviceBuffer, rows: Int, columns: Int, into out: DeviceBuffer,
+                           name: String) throws {
+        try launch("copy.cl", "transpose", global: [rows, columns],
+                   args: [.buffer(input), .buffer(out), .int(rows), .int(columns)], name: name,
+                   bytes: Double(2 * rows * columns * MemoryLayout<Float>.stride))
+    }
+
+    // MARK: - Convolutions
+
+    private func checkConv(_ s: ConvShape, _ name: String) throws {
+        guard s.kernel == 1 || s.kernel == 3 else {
+            throw DeviceError.invalidArgument("\(name): kernel size \(s.kernel) (1 or 3 expected)")
+        }
+        guard s.batch >= 0, s.height >= 0, s.width >= 0, s.inChannels >= 0, s.outChannels >= 0 else {
+            throw DeviceError.invalidArgument("\(name): negative size in \(s)")
+        }
+    }
+
+    /// The input with `pad` zeros around each image (the input itself when pad is 0).
+    private func padded(_ x: DeviceBuffer, batch: Int, height: Int, width: Int, channels: Int, pad: Int,
+                        name: String) throws -> DeviceBuffer {
+        if pad == 0 { return x }
+        let hp = height + 2 * pad, wp = width + 2 * pad
+        let out = try scratch(batch * hp * wp * channels)
+        try launch("conv.cl", "pad_nhwc", global: [channels, wp, batch * hp],
+                   args: [.buffer(x), .buffer(out), .int(batch), .int(height), .int(width), .int(channels), .int(pad)],
+                   name: name + "_pad", bytes: Double((batch * height * width + batch * hp * wp) * channels * 4))
+        return out
+    }
+
+    private static func vectorWidth(dividing n: Int) -> Int {
+        for width in [16, 8, 4, 2] where n % width == 0 { return width }
+        return 1
+    }
+
+    private func convForward(x: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer,
+                             shape s: ConvShape, name: String, op: Op) throws {
+        let pixels = s.batch * s.height * s.width
+        if pixels == 0 || s.outChannels == 0 { return }
+        let k = s.kernel
+        let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
+                            pad: s.pad, name: name)
+        let rows = currentTuning.blockRows
+        let (width, vectors, covered) = blockColumns(s.outChannels)
+        let hasBias: Int = bias == nil ? 0 : 1
+        let biasArg: KernelArg = .buffer(bias ?? y)
+        let dims: [KernelArg] = [.int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels),
+                                 .int(s.outChannels)]
+        if covered > 0 {
+            let blocks = covered / (width * vectors)
+            let share = Double(covered) / Double(s.outChannels)
+            try launch("conv.cl", "conv_fwd_blocked", options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors)",
+                       global: [blocks, (pixels + rows - 1) / rows], local: blockedLocal(columnBlocks: blocks),
+                       args: [.buffer(xp), .buffer(w), biasArg, .buffer(y)] + dims + [.int(hasBias)],
+                       name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
+                       bytes: op.bytes * share)
+        }
+        if covered < s.outChannels {
+            let taps = k * k * s.inChannels
+            let wt = try scratch(taps * s.outChannels)
+            try transpose(w, rows: taps, columns: s.outChannels, into: wt, name: name + "_transpose_w")
+            let vc = Self.vectorWidth(dividing: s.inChannels)
+            let share = Double(s.outChannels - covered) / Double(s.outChannels)
+            try launch("conv.cl", "conv_fwd_direct", options: "-DKS=\(k) -DVC=\(vc)",
+                       global: [s.outChannels - covered, s.batch * s.height],
+                       args: [.buffer(xp), .buffer(wt), biasArg, .buffer(y)] + dims + [.int(covered), .int(hasBias)],
+                       name: "\(name)_direct_v\(vc)", flops: op.flops * share, bytes: op.bytes * share)
+        }
+    }
+
+    private func convBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape s: ConvShape,
+                                   name: String, op: Op) throws {
+        let k = s.kernel
+        let count = k * k * s.inChannels * s.outChannels
+        var filter = w
+        if count > 0 {
+            let wf = try scratch(count)
+            try launch("conv.cl", "flip_filter", options: "-DKS=\(k)", global: [count],
+                       args: [.buffer(w), .buffer(wf), .int(s.inChannels), .int(s.outChannels)],
+                       name: name + "_flip", bytes: Double(2 * count * 4))
+            filter = wf
+        }
+        // dx = conv(dy, flipped filter) with the channel counts swapped.
+        let swapped = ConvShape(batch: s.batch, height: s.height, width: s.width, inChannels: s.outChannels,
+                                outChannels: s.inChannels, kernel: k)
+        try convForward(x: dy, w: filter, bias: nil, y: dx, shape: swapped, name: name, op: op)
+    }
+
+    private func convBackwardFilter(x: DeviceBuffer, dy: DeviceBuffer, dw: DeviceBuffer, shape s: ConvShape,
+                                    name: String, op: Op) throws {
+        let k = s.kernel
+        let taps = k * k
+        let total = taps * s.inChannels * s.outChannels
+        if total == 0 { return }
+        let imageRows = s.batch * s.height
+        if imageRows == 0 || s.width == 0 {
+            try launchVector("elementwise.cl", "fill", count: total, args: [.buffer(dw), .int(total), .float(0)],
+                         name: name, op: op)
+            return
+        }
+        let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
+                            pad: s.pad, name: name)
+        let t = currentTuning
+        let rows = min(t.blockRows, s.inChannels)
+        let (width, vectors, covered) = blockColumns(s.outChannels)
+        let vc = Self.vectorWidth(dividing: s.inChannels)
+        let blockedItems = covered > 0 ? covered / (width * vectors) * taps * ((s.inChannels + rows - 1) / rows) : 0
+        let vecItems = (s.outChannels - covered) * (s.inChannels / vc)
+        // Split the pixel sum into chunks of image rows: enough work-items for the device, and no partial
+        // sum much longer than 8192 pixels.
+        let forParallelism = (t.parallelItems + blockedItems + vecItems - 1) / max(blockedItems + vecItems, 1)
+        let forAccuracy = (imageRows * s.width + 8191) / 8192
+        var chunks = min(max(forParallelism, forAccuracy, 1), imageRows)
+        let chunk = (imageRows + chunks - 1) / chunks
+        chunks = (imageRows + chunk - 1) / chunk
+
+        let target = try chunks == 1 ? dw : scratch(chunks * total)
+        let dims: [KernelArg] = [.int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels),
+                                 .int(s.outChannels)]
+        if covered > 0 {
+            let blocks = covered / (width * vectors)
+            let share = Double(covered) / Double(s.outChannels)
+            try launch("conv.cl", "conv_dw_blocked", options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors)",
+                       global: [blocks, taps * ((s.inChannels + rows - 1) / rows), chunks],
+                       local: info.type == .cpu ? [1, 1, 1] : nil,
+                       args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims + [.int(chunk), .int(chunks)],
+                       name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
+                       bytes: op.bytes * share)
+        }
+        if covered < s.outChannels {
+            let share = Double(s.outChannels - covered) / Double(s.outChannels)
+            try launch("conv.cl", "conv_dw_vec", options: "-DKS=\(k) -DVC=\(vc)",
+                       global: [s.outChannels - covered, s.inChannels / vc, chunks],
+                       local: info.type == .cpu ? [1, 1, 1] : nil,
+                       args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims
+                           + [.int(covered), .int(chunk), .int(chunks)],
+                       name: "\(name)_vec\(vc)", flops: op.flops * share, bytes: op.bytes * share)
+        }
+        if chunks > 1 {
+            try reducePass(x: target, out: dw, outputs: total, kept: [(total, 1)], outerReduced: [],
+                           inner: (chunks, total), name: name + "_chunks", bytes: 0)
+        }
+    }
+
+    // MARK: - Launching (lock held)
+
+    enum KernelArg {
+        case buffer(DeviceBuffer)
+        case int(Int)
+        case float(Float)
+        case ulong(UInt64)
+    }
+
+    private var elementwiseOptions: String { "-DEW=\(currentTuning.elementwiseVector)" }
+
+    /// A kernel of elementwise.cl or optimizer.cl: each work-item covers `elementwiseVector` elements.
+    private func launchVector(_ file: String, _ kernel: String, count: Int, args: [KernelArg], name: String,
+                              op: Op) throws {
+        let width = currentTuning.elementwiseVector
+        try launch(file, kernel, options: elementwiseOptions, global: [(count + width - 1) / width], args: args,
+                   name: name, op: op)
+    }
+
+    private func launch1D(_ file: String, _ kernel: String, options: String = "", count: Int, args: [KernelArg],
+                          name: String, op: Op) throws {
+        try launch(file, kernel, options: options, global: [count], args: args, name: name, op: op)
+    }
+
+    private func launch(_ file: String, _ kernel: String, options: String = "", global: [Int], local: [Int]? = nil,
+                        args: [KernelArg], name: String, op: Op) throws {
+        try launch(file, kernel, options: options, global: global, local: local, args: args, name: name,
+                   flops: op.flops, bytes: op.bytes)
+    }
+
+    /// Sets the arguments and enqueues `kernel` over `global` work-items (rounded up to whole work-groups;
+    /// kernels guard their indices). With `local` nil the work-group covers dimension 0 first.
+    private func launch(_ file: String, _ kernel: String, options: String = "", global: [Int], local: [Int]? = nil,
+                        args: [KernelArg], name: String, flops: Double = 0, bytes: Double = 0) throws {
+        if global.contains(where: { $0 <= 0 }) { return }
+        let k = try programs.kernel(file: file, name: kernel, options: options)
+        for (i, arg) in args.enumerated() { try setArgument(k, i, arg) }
+
+        // Work-group size: dimension 0 first. Every dimension but the last is launched exactly (its
+        // work-group size divides it) and only the last is rounded up, so kernels guard only the last
+        // index (see Kernels/common.h).
+        let cap = max(min(k.maxWorkGroupSize, info.maxWorkGroupSize), 1)
+        var localSize = local ?? defaultLocal(global, cap: min(cap, currentTuning.groupSize))
+        while localSize.reduce(1, *) > cap, let i = localSize.indices.max(by: { localSize[$0] < localSize[$1] }) {
+            localSize[i] = max(localSize[i] / 2, 1)
+        }
+        var globalSize = global
+        let last = globalSize.count - 1
+        for i in globalSize.indices {
+            if i < last {
+                localSize[i] = largestDivisor(of: globalSize[i], atMost: localSize[i])
+            } else {
+                localSize[i] = max(min(localSize[i], nextPowerOfTwo(globalSize[i])), 1)
+                globalSize[i] = (globalSize[i] + localSize[i] - 1) / localSize[i] * localSize[i]
+            }
+            if globalSize[i] > Int(Int32.max) {
+                throw DeviceError.invalidArgument("\(name): \(globalSize[i]) work-items are too many")
+            }
+        }
+
+        if pending.count >= 8192 {
+            // Profiling without reads: collect the timings so the event list stays bounded.
+            try clCheck(clFinish(queue.handle), "clFinish")
+            try collectEvents()
+        }
+        var event: cl_event?
+        let code: cl_int = globalSize.withUnsafeBufferPointer { g in
+            localSize.withUnsafeBufferPointer { l in
+                if profiler.enabled {
+                    return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, g.baseAddress,
+                                                  l.baseAddress, 0, nil, &event)
+                }
+                return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, g.baseAddress,
+                                              l.baseAddress, 0, nil, nil)
+            }
+        }
+        try clCheck(code, "clEnqueueNDRangeKernel(\(kernel), global \(globalSize), local \(localSize))")
+        launches += 1
+        if let event { pending.append(PendingEvent(event: event, name: name, flops: flops, bytes: bytes)) }
+    }
+
+    private func defaultLocal(_ global: [Int], cap: Int) -> [Int] {
+        var remaining = max(cap, 1)
+        var local: [Int] = []
+        for (i, g) in global.enumerated() {
+            let size = i < global.count - 1 ? largestDivisor(of: g, atMost: remaining)
+                                            : max(min(remaining, nextPowerOfTwo(g)), 1)
+            local.append(size)
+            remaining = max(remaining / size, 1)
+        }
+        return local
+    }
+
+    private func setArgument(_ kernel: CLKernel, _ index: Int, _ arg: KernelArg) throws {
+        let i = cl_uint(index)
+        let code: cl_int
+        switch arg {
+        case let .buffer(buffer):
+            var handle: cl_mem? = mem(buffer)
+            code = clSetKernelArg(kernel.handle, i, MemoryLayout<cl_mem?>.size, &handle)
+        case let .int(value):
+            guard let narrow = Int32(exactly: value) else {
+                throw DeviceError.invalidArgument("kernel \(kernel.name): argument \(index) = \(value) exceeds 32 bits")
+            }
+            var v = narrow
+            code = clSetKernelArg(kernel.handle, i, MemoryLayout<Int32>.size, &v)
+        case let .float(value):
+            var v = value
+            code = clSetKernelArg(kernel.handle, i, MemoryLayout<Float>.size, &v)
+        case let .ulong(value):
+            var v = value
+            code = clSetKernelArg(kernel.handle, i, MemoryLayout<UInt64>.size, &v)
+        }
+        try clCheck(code, "clSetKernelArg(\(kernel.name), \(index))")
+    }
+
+    /// Reads the timings of finished kernels into the profiler (lock held, queue finished).
+    private func collectEvents() throws {
+        if pending.isEmpty { return }
+        let events = pending
+        pending.removeAll(keepingCapacity: true)
+        defer { for e in events { clReleaseEvent(e.event) } }
+        for e in events {
+            var start: cl_ulong = 0
+            var end: cl_ulong = 0
+            try clCheck(clGetEventProfilingInfo(e.event, cl_profiling_info(CL_PROFILING_COMMAND_START),
+                                                MemoryLayout<cl_ulong>.size, &start, nil), "clGetEventProfilingInfo")
+            try clCheck(clGetEventProfilingInfo(e.event, cl_profiling_info(CL_PROFILING_COMMAND_END),
+                                                MemoryLayout<cl_ulong>.size, &end, nil), "clGetEventProfilingInfo")
+            profiler.record(Profiler.Record(name: e.name, startNs: start, durationNs: end >= start ? end - start : 0,
+                                            flops: e.flops, bytes: e.bytes))
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func mem(_ buffer: DeviceBuffer) -> cl_mem { OpaquePointer(buffer.handle) }
+
+    /// A temporary device buffer for one op. It returns to the pool when the op's function returns; the
+    /// in-order queue guarantees the kernels using it run before any later reuse.
+    private func scratch(_ count: Int) throws -> DeviceBuffer { try allocate(count) }
+
+    private func checkOwned(_ buffer: DeviceBuffer, _ what: String) throws {
+        guard buffer.pool === pool else {
+            throw DeviceError.invalidArgument("\(what): a buffer that belongs to another device was given to \(id)")
+        }
+    }
+
+    private func need(_ buffer: DeviceBuffer, _ count: Int, _ label: String, _ name: String) throws {
+        guard count >= 0, buffer.count >= count else {
+            throw DeviceError.invalidArgument("\(name): buffer \(label) holds \(buffer.count) floats, \(count) needed")
+        }
+    }
+}
+
+/// The largest divisor of n that is at most limit (1 when n < 1).
+func largestDivisor(of n: Int, atMost limit: Int) -> Int {
+    if n <= limit { return max(n, 1) }
+    var d = max(limit, 1)
+    while d > 1 && n % d != 0 { d -= 1 }
+    return d
+}
+
+func nextPowerOfTwo(_ n: Int) -> Int {
+    var p = 1
+    while p < n { p <<= 1 }
+    return p
+}
+
+/// "1073741824", "512M", "2G", "1.5GiB" → bytes (binary units); nil when unparseable.
+func parseByteCount(_ text: String) -> Int? {
+    var s = text.trimmingCharacters(in: .whitespaces).uppercased()
+    if s.hasSuffix("IB") { s.removeLast(2) } else if s.hasSuffix("B") { s.removeLast() }
+    let units: [Character: Double] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024,
+                                      "T": 1024 * 1024 * 1024 * 1024]
+    var scale = 1.0
+    if let last = s.last, let u = units[last] {
+        scale = u
+        s.removeLast()
+    }
+    guard let value = Double(s.trimmingCharacters(in: .whitespaces)), value >= 0 else { return nil }
+    return Int(value * scale)
+}

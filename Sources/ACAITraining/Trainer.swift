@@ -1,0 +1,408 @@
+import ACAI
+import ACAIData
+import ACAIEval
+import ACAIImaging
+import ACAIModels
+import Foundation
+
+/// What a training run does; every field has a command-line option.
+public struct TrainOptions: Codable, Sendable {
+    public var model: ModelKind
+    public var config: ModelConfig
+    public var batch: Int = 64
+    /// Stop after this many thousand (1024) samples ...
+    public var kimg: Double?
+    /// ... or after this many minutes of training, whichever comes first (one of them is required).
+    public var minutes: Double?
+    public var seed: UInt64 = 1
+    /// Evaluate (lines metrics, probe accuracy, pictures, checkpoint) every this many kimg; the reference
+    /// uses 64.
+    public var evalKimg: Double = 64
+    /// Print a progress line at most this often.
+    public var progressSeconds: Double = 2
+    public var out: String
+    public var resume = false
+
+    public init(model: ModelKind, config: ModelConfig, out: String) {
+        self.model = model; self.config = config; self.out = out
+    }
+}
+
+/// One row of `metrics.csv` / `metrics.jsonl`.
+public struct EvaluationRecord: Codable, Sendable {
+    public var step: Int
+    public var samples: Int
+    public var seconds: Double
+    public var samplesPerSecond: Double
+    public var meanDistance: Double?
+    public var smoothness: Double?
+    public var probeAccuracy: Double
+    /// Mean of each loss over the steps logged since the previous evaluation.
+    public var losses: [String: Double]
+}
+
+/// `summary.json`: the final numbers of a run.
+public struct RunSummary: Codable, Sendable {
+    public var model: String
+    public var paperName: String
+    public var dataset: String
+    public var device: String
+    public var config: ModelConfig
+    public var batch: Int
+    public var seed: UInt64
+    public var steps: Int
+    public var samples: Int
+    public var trainingSeconds: Double
+    public var samplesPerSecond: Double
+    public var evaluations: Int
+    public var last: Metrics
+    /// Median of the last (up to) 20 evaluations, the paper's table value.
+    public var medianLast20: Metrics
+    public var grids: [String]
+
+    public struct Metrics: Codable, Sendable {
+        public var meanDistance: Double?
+        public var smoothness: Double?
+        public var probeAccuracy: Double?
+    }
+}
+
+/// Trains one model on one dataset, with periodic evaluation, pictures, logs and checkpoints, in a run
+/// folder:
+///   metrics.csv, metrics.jsonl   one row per evaluation
+///   interpolation.png, slerp.png, reconstruction.png, samples.png   latest pictures (reference layout)
+///   curves.png                   losses and metrics over training
+///   checkpoint.bin               the latest good checkpoint (atomic)
+///   options.json, summary.json   what was asked, what came out
+public final class Trainer {
+    public let options: TrainOptions
+    public let device: any Device
+    public private(set) var data: any TrainingData
+    public let model: any Autoencoder
+    let log: (String) -> Void
+    let progress: (String) -> Void
+    let metric: LinesMetric?
+    let testImages: Tensor
+    let testLabels: [Int]
+    let protocolSpec = InterpolationProtocol()
+
+    public private(set) var step = 0
+    public private(set) var samples = 0
+    public private(set) var records: [EvaluationRecord] = []
+    var random: RandomStream
+    var evaluationRandom: RandomStream
+    var elapsedBefore = 0.0
+    var lossSums: [String: Double] = [:]
+    var lossCounts = 0
+
+    public var checkpointPath: String { options.out + "/checkpoint.bin" }
+
+    /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
+    public init(options: TrainOptions, device: any Device, data: any TrainingData,
+                log: @escaping (String) -> Void = { print($0) },
+                progress: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
+        guard options.kimg != nil || options.minutes != nil else {
+            throw TrainingError.badOption("give a training budget: --kimg N or --minutes M")
+        }
+        guard options.batch >= 2 else { throw TrainingError.badOption("--batch must be at least 2, got \(options.batch)") }
+        guard options.evalKimg > 0 else { throw TrainingError.badOption("--eval-kimg must be positive, got \(options.evalKimg)") }
+        self.device = device
+        self.data = data
+        self.log = log
+        self.progress = progress
+        let fm = FileManager.default
+        var options = options
+        var resumeFrom: (Checkpoint.Header, [Float])?
+        if fm.fileExists(atPath: options.out + "/checkpoint.bin") || fm.fileExists(atPath: options.out + "/options.json") {
+            guard options.resume else {
+                throw TrainingError.badOption("run folder \(options.out) already holds a run: pass --resume to continue it, or choose another --out")
+            }
+            let loaded = try Checkpoint.read(options.out + "/checkpoint.bin")
+            guard loaded.header.model == options.model else {
+                throw TrainingError.badOption("--model \(options.model.rawValue) does not match the checkpoint in \(options.out), which holds \(loaded.header.model.rawValue)")
+            }
+            options.config = loaded.header.config
+            options.seed = loaded.header.seed
+            resumeFrom = (loaded.header, loaded.values)
+        } else if options.resume {
+            throw TrainingError.badCheckpoint("--resume: no checkpoint at \(options.out)/checkpoint.bin")
+        }
+        do {
+            try fm.createDirectory(atPath: options.out, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError.io("cannot create run folder \(options.out): \(error)")
+        }
+        self.options = options
+        model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
+        random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
+        evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
+        let test = data.testSet()
+        testImages = try Tensor(shape: [test.count] + data.imageShape, values: test.images, on: device)
+        testLabels = test.labels
+        metric = data.name == "lines" ? try LinesMetric(on: device) : nil
+
+        if let (header, values) = resumeFrom {
+            try Checkpoint.restore(header, values: values, into: model, path: checkpointPath)
+            step = header.step
+            samples = header.samples
+            random = header.random
+            evaluationRandom = header.evaluationRandom
+            elapsedBefore = header.elapsedSeconds
+            try self.data.restore(position: header.dataPosition)
+            records = try Self.readRecords(options.out + "/metrics.jsonl").filter { $0.samples <= samples }
+            try rewriteLogs()
+            log("resumed \(options.model.rawValue) from \(checkpointPath) at step \(step) (\(samples) samples)")
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(try encoder.encode(options), to: options.out + "/options.json")
+        }
+    }
+
+    var totalSamples: Int? { options.kimg.map { Int($0 * 1024) } }
+    var evalEvery: Int { max(options.batch, Int(options.evalKimg * 1024)) }
+
+    /// Runs until the budget is spent; returns the summary (also written to summary.json).
+    @discardableResult
+    public func run() throws -> RunSummary {
+        let start = monotonicNanoseconds()
+        var lastProgress = start
+        var lastEvaluationSamples = samples - samples % evalEvery
+        let windowStart = (samples, start)
+        var window = windowStart
+        func seconds(since t: UInt64) -> Double { Double(monotonicNanoseconds() - t) / 1e9 }
+        func budgetLeft() -> Bool {
+            if let total = totalSamples, samples >= total { return false }
+            if let minutes = options.minutes, seconds(since: start) >= minutes * 60 { return false }
+            return true
+        }
+        log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
+            + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
+        let logEvery = 10
+        var pending: [String: Tensor] = [:]
+        while budgetLeft() {
+            let batch = data.next(options.batch)
+            let x = try Tensor(shape: [options.batch] + data.imageShape, values: batch.images, on: device)
+            let labels = try Tensor(shape: [options.batch], values: batch.labels.map(Float.init), on: device)
+                .oneHot(depth: options.config.classes)
+            pending = try model.trainStep(x, labels: labels, random: &random)
+            step += 1
+            samples += options.batch
+            if step % logEvery == 0 { try collectLosses(pending) }
+            let now = monotonicNanoseconds()
+            if Double(now - lastProgress) / 1e9 >= options.progressSeconds {
+                lastProgress = now
+                let rate = Double(samples - window.0) / max(Double(now - window.1) / 1e9, 1e-9)
+                progress(progressLine(rate: rate, elapsed: seconds(since: start)))
+                window = (samples, now)
+            }
+            if samples - lastEvaluationSamples >= evalEvery {
+                lastEvaluationSamples = samples - samples % evalEvery
+                try collectLosses(pending)
+                try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
+                try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+            }
+        }
+        if records.last?.samples != samples {
+            try collectLosses(pending)
+            try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
+            try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+        }
+        let summary = makeSummary(trainingSeconds: elapsedBefore + seconds(since: start))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try encoder.encode(summary), to: options.out + "/summary.json")
+        return summary
+    }
+
+    func rate(since start: (Int, UInt64)) -> Double {
+        Double(samples - start.0) / max(Double(monotonicNanoseconds() - start.1) / 1e9, 1e-9)
+    }
+
+    func progressLine(rate: Double, elapsed: Double) -> String {
+        var line = "step \(step)  \(String(format: "%.1f", Double(samples) / 1024)) kimg  \(String(format: "%.0f", rate)) samples/s"
+        var left: Double?
+        if let total = totalSamples { left = Double(total - samples) / max(rate, 1e-9) }
+        if let minutes = options.minutes { left = min(left ?? .infinity, minutes * 60 - elapsed) }
+        if let left { line += "  ETA \(formatDuration(max(left, 0)))" }
+        if lossCounts > 0 {
+            for key in lossSums.keys.sorted() { line += "  \(key) \(String(format: "%.4g", lossSums[key]! / Double(lossCounts)))" }
+        }
+        return line
+    }
+
+    /// Reads the losses back (one synchronisation per logging interval) and stops on NaN or infinity.
+    func collectLosses(_ losses: [String: Tensor]) throws {
+        guard !losses.isEmpty else { return }
+        for (name, t) in losses.sorted(by: { $0.key < $1.key }) {
+            let v = try t.item()
+            guard v.isFinite else {
+                let kept = FileManager.default.fileExists(atPath: checkpointPath) ? checkpointPath : nil
+                throw TrainingError.nonFinite(loss: name, value: v, step: step, checkpoint: kept)
+            }
+            lossSums[name, default: 0] += Double(v)
+        }
+        lossCounts += 1
+    }
+
+    /// Lines metrics, probe accuracy, pictures, logs and the curves plot.
+    func evaluate(elapsed: Double, rate: Double) throws {
+        var score: LinesMetric.Score?
+        let interpolation = try protocolSpec.interpolate(model, images: testImages, random: &evaluationRandom)
+        if let metric {
+            score = try metric.score(interpolation.linear, interpolations: protocolSpec.pairs, steps: protocolSpec.steps)
+        }
+        let accuracy = try probeAccuracy(model, images: testImages, labels: testLabels)
+        var losses: [String: Double] = [:]
+        for (k, v) in lossSums { losses[k] = v / Double(max(lossCounts, 1)) }
+        lossSums = [:]
+        lossCounts = 0
+        let record = EvaluationRecord(step: step, samples: samples, seconds: elapsed, samplesPerSecond: rate,
+                                      meanDistance: score?.meanDistance, smoothness: score?.smoothness,
+                                      probeAccuracy: accuracy, losses: losses)
+        records.append(record)
+        try appendRecord(record)
+        try writePictures(interpolation)
+        try writeCurves()
+        var line = "eval at \(String(format: "%.1f", Double(samples) / 1024)) kimg:"
+        if let score { line += " mean distance \(String(format: "%.3e", score.meanDistance)), smoothness \(String(format: "%.4f", score.smoothness)),"}
+        line += " probe accuracy \(String(format: "%.2f", accuracy))%"
+        log(line)
+    }
+
+    func saveCheckpoint(elapsed: Double) throws {
+        // Never replace a good checkpoint with non-finite parameters.
+        for p in model.parameters where try p.toArray().contains(where: { !$0.isFinite }) {
+            let kept = FileManager.default.fileExists(atPath: checkpointPath) ? checkpointPath : nil
+            throw TrainingError.nonFinite(loss: "parameter \(p.name)", value: .nan, step: step, checkpoint: kept)
+        }
+        try Checkpoint.write(to: checkpointPath, model: model, seed: options.seed, step: step, samples: samples,
+                             random: random, evaluationRandom: evaluationRandom, dataPosition: data.position,
+                             elapsedSeconds: elapsed)
+    }
+
+    // MARK: pictures and logs
+
+    func writePictures(_ result: InterpolationProtocol.Result) throws {
+        let tile = result.imageShape[0], channels = result.imageShape[2]
+        let p = protocolSpec
+        try PNG.write(try Grid.image(tiles: result.linear, rows: p.pairs, cols: p.steps, tile: tile, channels: channels),
+                      to: options.out + "/interpolation.png")
+        try PNG.write(try Grid.image(tiles: result.slerp, rows: p.pairs, cols: p.steps, tile: tile, channels: channels),
+                      to: options.out + "/slerp.png")
+        // Reconstructions: 16 rows of 8 (original, reconstruction) pairs from the test set.
+        let n = 128
+        let x = try testImages.slice(0..<n)
+        let y = try model.decode(try model.encode(x, random: &evaluationRandom))
+        let original = try x.toArray(), recon = try y.toArray()
+        let per = original.count / n
+        var tiles: [Float] = []
+        for i in 0..<n { tiles += original[(i * per)..<((i + 1) * per)]; tiles += recon[(i * per)..<((i + 1) * per)] }
+        try PNG.write(try Grid.image(tiles: tiles, rows: 16, cols: 16, tile: tile, channels: channels),
+                      to: options.out + "/reconstruction.png")
+        // Random samples: decoded N(0, I) latent codes, as the reference.
+        let latentShape = try model.encode(try testImages.slice(0..<1), random: &evaluationRandom).shape.dropFirst()
+        let z = try evaluationRandom.tensor([256] + latentShape, .normal, on: device)
+        try PNG.write(try Grid.image(tiles: try model.decode(z).toArray(), rows: 16, cols: 16, tile: tile, channels: channels),
+                      to: options.out + "/samples.png")
+    }
+
+    static let csvMetrics = ["mean_distance", "smoothness", "probe_accuracy"]
+
+    func csvHeader(_ lossNames: [String]) -> String {
+        (["step", "samples", "kimg", "seconds", "samples_per_second"] + Self.csvMetrics + lossNames).joined(separator: ",")
+    }
+
+    func csvRow(_ r: EvaluationRecord, _ lossNames: [String]) -> String {
+        func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
+        return ([String(r.step), String(r.samples), String(Double(r.samples) / 1024), String(r.seconds),
+                 String(r.samplesPerSecond), f(r.meanDistance), f(r.smoothness), String(r.probeAccuracy)]
+                + lossNames.map { f(r.losses[$0]) }).joined(separator: ",")
+    }
+
+    func appendRecord(_ record: EvaluationRecord) throws {
+        // Both logs are rewritten whole (atomically): they are small, and the CSV's loss columns are fixed by
+        // the first evaluation.
+        try rewriteLogs()
+    }
+
+    func rewriteLogs() throws {
+        let lossNames = Array(Set(records.flatMap { $0.losses.keys })).sorted()
+        var csv = csvHeader(lossNames) + "\n"
+        var jsonl = ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        for r in records {
+            csv += csvRow(r, lossNames) + "\n"
+            jsonl += String(decoding: try encoder.encode(r), as: UTF8.self) + "\n"
+        }
+        try writeAtomically(Data(csv.utf8), to: options.out + "/metrics.csv")
+        try writeAtomically(Data(jsonl.utf8), to: options.out + "/metrics.jsonl")
+    }
+
+    static func readRecords(_ path: String) throws -> [EvaluationRecord] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return try text.split(separator: "\n").enumerated().map { i, line in
+            do {
+                return try JSONDecoder().decode(EvaluationRecord.self, from: Data(line.utf8))
+            } catch {
+                throw TrainingError.badCheckpoint("\(path) line \(i + 1) is not a metrics record: \(error)")
+            }
+        }
+    }
+
+    func writeCurves() throws {
+        let x = records.map { Double($0.samples) / 1024 }
+        let lossNames = Array(Set(records.flatMap { $0.losses.keys })).sorted()
+        var panels = [LineChart.Panel(title: "losses", series: lossNames.map { name in
+            LineChart.Series(name: name, x: x, y: records.map { $0.losses[name] ?? .nan })
+        }, logY: true)]
+        if records.contains(where: { $0.meanDistance != nil }) {
+            panels.append(.init(title: "mean distance", series: [.init(name: "mean distance", x: x, y: records.map { $0.meanDistance ?? .nan })], logY: true))
+            panels.append(.init(title: "smoothness", series: [.init(name: "smoothness", x: x, y: records.map { $0.smoothness ?? .nan })]))
+        }
+        panels.append(.init(title: "probe accuracy %", series: [.init(name: "test accuracy", x: x, y: records.map(\.probeAccuracy))]))
+        try PNG.write(LineChart(panels: panels, xLabel: "kimg").render(), to: options.out + "/curves.png")
+    }
+
+    func makeSummary(trainingSeconds: Double) -> RunSummary {
+        func median(_ values: [Double]) -> Double? {
+            let v = values.filter { !$0.isNaN }.sorted()
+            guard !v.isEmpty else { return nil }
+            return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+        }
+        let tail = records.suffix(20)
+        return RunSummary(
+            model: options.model.rawValue, paperName: options.model.paperName, dataset: data.name, device: device.id,
+            config: options.config, batch: options.batch, seed: options.seed, steps: step, samples: samples,
+            trainingSeconds: trainingSeconds, samplesPerSecond: Double(samples) / max(trainingSeconds, 1e-9),
+            evaluations: records.count,
+            last: .init(meanDistance: records.last?.meanDistance, smoothness: records.last?.smoothness,
+                        probeAccuracy: records.last?.probeAccuracy),
+            medianLast20: .init(meanDistance: median(tail.compactMap(\.meanDistance)),
+                                smoothness: median(tail.compactMap(\.smoothness)),
+                                probeAccuracy: median(tail.map(\.probeAccuracy))),
+            grids: ["interpolation.png", "slerp.png", "reconstruction.png", "samples.png", "curves.png"].map { options.out + "/" + $0 })
+    }
+}
+
+public func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
+    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+    return "\(s)s"
+}
+
+extension Trainer {
+    /// Evaluates the restored model and writes its pictures, without training or touching the logs.
+    public func drawAndScore() throws {
+        let interpolation = try protocolSpec.interpolate(model, images: testImages, random: &evaluationRandom)
+        try writePictures(interpolation)
+        if let metric {
+            let score = try metric.score(interpolation.linear, interpolations: protocolSpec.pairs, steps: protocolSpec.steps)
+            log("mean distance \(String(format: "%.4e", score.meanDistance)), smoothness \(String(format: "%.4f", score.smoothness))")
+        }
+        log("probe accuracy \(String(format: "%.2f", try probeAccuracy(model, images: testImages, labels: testLabels)))%")
+        log("pictures written to \(options.out): interpolation.png, slerp.png, reconstruction.png, samples.png")
+    }
+}

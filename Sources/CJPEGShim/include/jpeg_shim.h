@@ -1,0 +1,34 @@
+#ifndef ACAI_JPEG_SHIM_H
+#define ACAI_JPEG_SHIM_H
+
+// A JPEG decoder for Swift that never exits and never longjmps through Swift frames: libjpeg's fatal
+// errors are caught with setjmp/longjmp entirely inside jpeg_shim.c and reported as a return code plus
+// libjpeg's message.
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Decodes the JPEG `data[0..<size]` to interleaved 8-bit RGB (libjpeg converts greyscale and YCbCr to
+/// RGB: out_color_space = JCS_RGB), `*height` rows of `*width` pixels of `*channels` (= 3) bytes.
+/// `accurate_dct` = 0 uses JDCT_IFAST, the default of TensorFlow's decode_jpeg/decode_image (which the
+/// reference pipeline uses); non-zero uses JDCT_ISLOW, libjpeg's own default (as Pillow, djpeg).
+/// Fancy upsampling is on (libjpeg's and TensorFlow's default).
+/// Returns 0 on success, with `*pixels` malloc'ed (release it with acai_jpeg_free). On failure returns
+/// non-zero, sets `*pixels` to NULL and writes a NUL-terminated message (libjpeg's own, e.g. "Not a
+/// JPEG file: starts with 0x89 0x50") into `error[0..<error_size]`. A file that ends before its last
+/// scanline ("Premature end of JPEG file", a warning for libjpeg) is a failure here.
+int acai_jpeg_decode(const unsigned char *data, size_t size, int accurate_dct,
+                     unsigned char **pixels, int *width, int *height, int *channels,
+                     char *error, size_t error_size);
+
+/// Releases pixels returned by acai_jpeg_decode (NULL is allowed).
+void acai_jpeg_free(unsigned char *pixels);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

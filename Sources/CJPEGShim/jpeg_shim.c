@@ -1,0 +1,132 @@
+#include "jpeg_shim.h"
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+    int truncated; // set when libjpeg warned "Premature end of JPEG file"
+} acai_error_mgr;
+
+static void acai_error_exit(j_common_ptr cinfo) {
+    acai_error_mgr *err = (acai_error_mgr *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, err->message);
+    longjmp(err->jump, 1);
+}
+
+// Warnings and trace messages: never printed to stderr; a premature end of data is remembered.
+static void acai_emit_message(j_common_ptr cinfo, int msg_level) {
+    acai_error_mgr *err = (acai_error_mgr *)cinfo->err;
+    if (msg_level < 0) {
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF && !err->truncated) {
+            err->truncated = 1;
+            (*cinfo->err->format_message)(cinfo, err->message);
+        }
+        cinfo->err->num_warnings++;
+    }
+}
+
+static void acai_output_message(j_common_ptr cinfo) { (void)cinfo; }
+
+static void acai_set_error(char *error, size_t error_size, const char *message) {
+    if (error == NULL || error_size == 0) return;
+    snprintf(error, error_size, "%s", message);
+}
+
+int acai_jpeg_decode(const unsigned char *data, size_t size, int accurate_dct,
+                     unsigned char **pixels, int *width, int *height, int *channels,
+                     char *error, size_t error_size) {
+    struct jpeg_decompress_struct cinfo;
+    acai_error_mgr err;
+    unsigned char *volatile out = NULL;
+
+    *pixels = NULL;
+    *width = 0;
+    *height = 0;
+    *channels = 0;
+    if (error != NULL && error_size > 0) error[0] = '\0';
+    if (data == NULL || size == 0) {
+        acai_set_error(error, error_size, "empty input (0 bytes)");
+        return 1;
+    }
+    if ((unsigned long)size != size) {
+        acai_set_error(error, error_size, "input too large for libjpeg");
+        return 1;
+    }
+
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = acai_error_exit;
+    err.pub.emit_message = acai_emit_message;
+    err.pub.output_message = acai_output_message;
+
+    if (setjmp(err.jump)) {
+        acai_set_error(error, error_size, err.message);
+        jpeg_destroy_decompress(&cinfo);
+        free(out);
+        return 1;
+    }
+
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    cinfo.out_color_space = JCS_RGB;
+    cinfo.dct_method = accurate_dct ? JDCT_ISLOW : JDCT_IFAST;
+    cinfo.do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(&cinfo);
+
+    const size_t w = cinfo.output_width, h = cinfo.output_height, c = (size_t)cinfo.output_components;
+    if (w == 0 || h == 0 || c != 3) {
+        snprintf(err.message, sizeof err.message, "unexpected decoded shape %zux%zux%zu", h, w, c);
+        acai_set_error(error, error_size, err.message);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    const size_t row = w * c;
+    if (h > SIZE_MAX / row) {
+        acai_set_error(error, error_size, "image too large");
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    out = (unsigned char *)malloc(row * h);
+    if (out == NULL) {
+        acai_set_error(error, error_size, "out of memory");
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW rowPointer = out + (size_t)cinfo.output_scanline * row;
+        if (jpeg_read_scanlines(&cinfo, &rowPointer, 1) != 1) {
+            snprintf(err.message, sizeof err.message, "decoder stalled at scanline %u of %u",
+                     cinfo.output_scanline, cinfo.output_height);
+            acai_set_error(error, error_size, err.message);
+            jpeg_destroy_decompress(&cinfo);
+            free(out);
+            return 1;
+        }
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    if (err.truncated) {
+        // libjpeg filled the missing data with grey; a truncated file is an error for a dataset loader.
+        acai_set_error(error, error_size, err.message);
+        free(out);
+        return 1;
+    }
+
+    *pixels = out;
+    *width = (int)w;
+    *height = (int)h;
+    *channels = (int)c;
+    return 0;
+}
+
+void acai_jpeg_free(unsigned char *pixels) { free(pixels); }

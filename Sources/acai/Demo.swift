@@ -1,0 +1,109 @@
+import ACAI
+import ACAIModels
+import ACAITraining
+import ArgumentParser
+import Foundation
+
+/// The paper's Table 1 values (Mean Distance ×10⁻³, Smoothness), as recalled in ../shared/design/paper.md
+/// (not verified against the PDF).
+let paperTable1: [ModelKind: (distance: Double, smoothness: Double)] = [
+    .ae: (6.88, 0.44), .dropout: (2.85, 0.74), .denoising: (4.21, 0.66), .vae: (1.21, 0.49),
+    .aae: (3.26, 0.14), .vqvae: (5.41, 0.77), .acai: (0.24, 0.10),
+]
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train ACAI and the plain autoencoder on lines for a short budget (about ten minutes on 2 CPU cores) and compare their interpolations with the paper's.")
+
+    @Option(help: "Minutes of training for ACAI (the plain AE gets 60% of it).") var minutes: Double = 5
+    @Option(help: "Folder for the two runs.") var out = "runs/demo"
+    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let dev = try device.make()
+        var rows: [RunSummary] = []
+        for (kind, budget) in [(ModelKind.acai, minutes), (.ae, minutes * 0.6)] {
+            var options = TrainOptions(model: kind, config: .lines32(kind), out: "\(out)/\(kind.rawValue)-seed\(seed)")
+            options.minutes = budget
+            options.seed = seed
+            options.evalKimg = 16
+            if FileManager.default.fileExists(atPath: options.out) {
+                try FileManager.default.removeItem(atPath: options.out)  // the demo always starts afresh
+            }
+            rows.append(try Trainer(options: options, device: dev, data: LinesData(seed: seed)).run())
+        }
+        print("\nLines benchmark after a short run (the paper trained 16.8M samples; lower is better):\n")
+        print(table1Markdown(rows.map { [$0] }))
+        for r in rows { print("\(r.paperName) pictures: \(r.grids.joined(separator: ", "))") }
+    }
+}
+
+/// A Table-1-style markdown table: one row per model, mean ± std over seeds of the median-of-last-20
+/// values, beside the paper's.
+func table1Markdown(_ runsPerModel: [[RunSummary]]) -> String {
+    func stats(_ v: [Double]) -> String {
+        guard !v.isEmpty else { return "-" }
+        let mean = v.reduce(0, +) / Double(v.count)
+        let std = (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count)).squareRoot()
+        return v.count > 1 ? String(format: "%.2f ± %.2f", mean, std) : String(format: "%.2f", mean)
+    }
+    var out = "| model | seeds | samples | samples/s | Mean Distance (×10⁻³) | paper | Smoothness | paper | probe acc. % |\n"
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    for runs in runsPerModel {
+        guard let first = runs.first, let kind = ModelKind(rawValue: first.model) else { continue }
+        let paper = paperTable1[kind]
+        let distance = stats(runs.compactMap(\.medianLast20.meanDistance).map { $0 * 1e3 })
+        let smooth = stats(runs.compactMap(\.medianLast20.smoothness))
+        let acc = stats(runs.compactMap(\.medianLast20.probeAccuracy))
+        let rate = runs.map(\.samplesPerSecond).reduce(0, +) / Double(runs.count)
+        out += "| \(first.paperName) | \(runs.count) | \(first.samples) | \(String(format: "%.0f", rate)) | \(distance) | "
+            + "\(paper.map { String(format: "%.2f", $0.distance) } ?? "-") | \(smooth) | "
+            + "\(paper.map { String(format: "%.2f", $0.smoothness) } ?? "-") | \(acc) |\n"
+    }
+    return out
+}
+
+struct BenchLines: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lines",
+        abstract: "Train the chosen models at one budget on lines and write a Table-1-style markdown table (mean ± std over seeds).")
+
+    @Option(help: "Models, comma-separated (default: all seven).") var models: String?
+    @Option(help: "Training budget per run in kimg.") var kimg: Double = 64
+    @Option(help: "Seeds, comma-separated.") var seeds = "1"
+    @Option(name: .customLong("eval-kimg"), help: "Evaluation interval in kimg.") var evalKimg: Double = 16
+    @Option(help: "Folder for the runs and table.md.") var out = "runs/bench-lines"
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let kinds: [ModelKind] = try (models?.split(separator: ",").map { name in
+            guard let k = ModelKind(rawValue: String(name).trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--models: unknown model '\(name)'; expected \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return k
+        }) ?? [.ae, .dropout, .denoising, .vae, .aae, .vqvae, .acai]
+        let seedList: [UInt64] = try seeds.split(separator: ",").map {
+            guard let s = UInt64($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--seeds: '\($0)' is not a seed") }
+            return s
+        }
+        let dev = try device.make()
+        var results: [[RunSummary]] = []
+        for kind in kinds {
+            var runs: [RunSummary] = []
+            for seed in seedList {
+                var options = TrainOptions(model: kind, config: .lines32(kind), out: "\(out)/\(kind.rawValue)-seed\(seed)")
+                options.kimg = kimg
+                options.seed = seed
+                options.evalKimg = evalKimg
+                options.resume = FileManager.default.fileExists(atPath: options.out + "/checkpoint.bin")
+                runs.append(try Trainer(options: options, device: dev, data: LinesData(seed: seed)).run())
+            }
+            results.append(runs)
+        }
+        let table = "Lines benchmark, \(kimg) kimg per run, device \(dev.id) (\(dev.description)):\n\n" + table1Markdown(results)
+        try table.write(toFile: out + "/table.md", atomically: true, encoding: .utf8)
+        print(table)
+        print("table written to \(out)/table.md")
+    }
+}

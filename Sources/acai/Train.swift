@@ -1,0 +1,154 @@
+import ACAI
+import ACAIData
+import ACAIEval
+import ACAIImaging
+import ACAIModels
+import ACAITraining
+import ArgumentParser
+import Foundation
+
+extension ModelKind: ExpressibleByArgument {}
+
+/// Every model hyperparameter as an option; unset ones keep the reference's defaults for the dataset.
+struct HyperparameterOptions: ParsableArguments {
+    @Option(help: "Width of the first convolutions (reference: 16 on lines).") var depth: Int?
+    @Option(help: "Channels of the latent code.") var latent: Int?
+    @Option(name: .customLong("latent-width"), help: "Spatial size of the latent code (lines: 2; VQ-VAE 4).") var latentWidth: Int?
+    @Option(help: "Adam learning rate of every optimiser.") var lr: Float?
+    @Option(name: .customLong("dropout-keep"), help: "Dropout AE: probability of keeping a latent value.") var dropoutKeep: Float?
+    @Option(help: "Denoising AE: standard deviation of the input noise.") var noise: Float?
+    @Option(name: .customLong("vae-beta"), help: "VAE: weight of the KL term.") var vaeBeta: Float?
+    @Option(name: .customLong("aae-hidden"), help: "AAE: discriminator hidden sizes, comma-separated.") var aaeHidden: String?
+    @Option(name: .customLong("vq-codebook-log2"), help: "VQ-VAE: log2 of the codebook size.") var vqCodebookLog2: Int?
+    @Option(name: .customLong("vq-latents"), help: "VQ-VAE: discrete latents per example.") var vqLatents: Int?
+    @Option(name: .customLong("vq-decay"), help: "VQ-VAE: EMA decay of the codebook.") var vqDecay: Float?
+    @Option(name: .customLong("vq-commitment"), help: "VQ-VAE: commitment loss weight β.") var vqCommitment: Float?
+    @Option(name: .customLong("adv-weight"), help: "ACAI: λ, weight of the critic term.") var advWeight: Float?
+    @Option(help: "ACAI: γ, blend of data and reconstruction shown to the critic.") var reg: Float?
+    @Option(name: .customLong("adv-depth"), help: "ACAI: depth of the critic (default: --depth).") var advDepth: Int?
+
+    func apply(to base: ModelConfig) throws -> ModelConfig {
+        var c = base
+        if let depth { c.net.depth = depth }
+        if let latent { c.net.latent = latent }
+        if let latentWidth { c.net.latentWidth = latentWidth }
+        if let lr { c.learningRate = lr }
+        if let dropoutKeep {
+            guard dropoutKeep > 0, dropoutKeep <= 1 else { throw ValidationError("--dropout-keep must be in (0, 1], got \(dropoutKeep)") }
+            c.dropoutKeep = dropoutKeep
+        }
+        if let noise { c.noiseStd = noise }
+        if let vaeBeta { c.vaeBeta = vaeBeta }
+        if let aaeHidden {
+            let sizes = aaeHidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                throw ValidationError("--aae-hidden must be positive sizes separated by commas, got '\(aaeHidden)'")
+            }
+            c.aaeHidden = sizes.map { $0! }
+        }
+        if let vqCodebookLog2 { c.vqCodebookLog2 = vqCodebookLog2 }
+        if let vqLatents { c.vqLatents = vqLatents }
+        if let vqDecay { c.vqDecay = vqDecay }
+        if let vqCommitment { c.vqCommitment = vqCommitment }
+        if let advWeight { c.advWeight = advWeight }
+        if let reg { c.reg = reg }
+        if let advDepth { c.advDepth = advDepth }
+        do { try c.net.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+}
+
+enum DatasetChoice: String, ExpressibleByArgument, CaseIterable {
+    case lines
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train one autoencoder, with periodic evaluation, pictures, logs and checkpoints in a run folder.")
+
+    @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).") var model: ModelKind
+    @Option(help: "Dataset: lines.") var dataset: DatasetChoice = .lines
+    @Option(help: "Training budget in thousands (1024) of samples.") var kimg: Double?
+    @Option(help: "Training budget in minutes (with --kimg: whichever ends first).") var minutes: Double?
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Random seed (initialisation, data, noise).") var seed: UInt64 = 1
+    @Option(name: .customLong("eval-kimg"), help: "Evaluate, draw and checkpoint every this many kimg (reference: 64).") var evalKimg: Double = 64
+    @Option(help: "Run folder (default: runs/MODEL).") var out: String?
+    @Flag(help: "Continue the run in --out from its checkpoint.") var resume = false
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var hyper: HyperparameterOptions
+
+    func validate() throws {
+        if kimg == nil && minutes == nil { throw ValidationError("give a training budget: --kimg N or --minutes M") }
+        if let kimg, kimg <= 0 { throw ValidationError("--kimg must be positive, got \(kimg)") }
+        if let minutes, minutes <= 0 { throw ValidationError("--minutes must be positive, got \(minutes)") }
+        if batch < 2 { throw ValidationError("--batch must be at least 2, got \(batch)") }
+    }
+
+    func run() throws {
+        var options = TrainOptions(model: model, config: try hyper.apply(to: .lines32(model)), out: out ?? "runs/\(model.rawValue)")
+        options.kimg = kimg
+        options.minutes = minutes
+        options.batch = batch
+        options.seed = seed
+        options.evalKimg = evalKimg
+        options.resume = resume
+        let trainer = try Trainer(options: options, device: try device.make(), data: LinesData(seed: seed))
+        let summary = try trainer.run()
+        print(formatSummary(summary))
+    }
+}
+
+func formatSummary(_ s: RunSummary) -> String {
+    func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "-" }
+    return """
+    \(s.paperName) (\(s.model)) on \(s.dataset), \(s.device): \(s.samples) samples in \(formatDuration(s.trainingSeconds)) (\(String(format: "%.0f", s.samplesPerSecond)) samples/s)
+      mean distance \(f(s.last.meanDistance, "%.3e")) (median of last \(min(s.evaluations, 20)): \(f(s.medianLast20.meanDistance, "%.3e")))
+      smoothness    \(f(s.last.smoothness, "%.4f")) (median: \(f(s.medianLast20.smoothness, "%.4f")))
+      probe accuracy \(f(s.last.probeAccuracy, "%.2f"))% (median: \(f(s.medianLast20.probeAccuracy, "%.2f"))%)
+      pictures: \(s.grids.joined(separator: ", "))
+    """
+}
+
+struct EvalLines: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval-lines",
+        abstract: "Score an interpolation grid PNG (one row per interpolation, 32x32 tiles, 8-bit grey) with Mean Distance and Smoothness.")
+
+    @Argument(help: "The grid PNG.") var grid: String
+    @Option(help: "Rows (interpolations); default: the image height / 32.") var rows: Int?
+    @Option(help: "Columns (steps); default: the image width / 32.") var cols: Int?
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let image: Image8
+        do { image = try PNG.read(grid, channels: 1) } catch { throw ValidationError("\(error)") }
+        let tiles: (values: [Float], rows: Int, cols: Int)
+        do { tiles = try Grid.tiles(of: image, tile: 32, rows: rows, cols: cols, name: grid) } catch { throw ValidationError("\(error)") }
+        guard tiles.cols >= 2 else { throw ValidationError("\(grid): an interpolation needs at least 2 columns, found \(tiles.cols)") }
+        let metric = try LinesMetric(on: try device.make())
+        let score = try metric.score(tiles.values, interpolations: tiles.rows, steps: tiles.cols)
+        print("\(grid): \(tiles.rows) interpolations x \(tiles.cols) steps")
+        print("mean distance \(String(format: "%.6e", score.meanDistance))")
+        print("smoothness \(String(format: "%.6f", score.smoothness))")
+    }
+}
+
+struct Interpolate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the interpolation, slerp, reconstruction and sample grids of a run from its checkpoint, and score them.")
+
+    @Option(name: .customLong("run"), help: "Run folder holding checkpoint.bin.") var runFolder: String
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        var options = TrainOptions(model: .ae, config: .lines32(.ae), out: runFolder)
+        let header = try Checkpoint.read(runFolder + "/checkpoint.bin").header
+        options.model = header.model
+        options.config = header.config
+        options.resume = true
+        options.kimg = 0.0001  // no training: evaluate and draw only
+        let trainer = try Trainer(options: options, device: try device.make(), data: LinesData(seed: header.seed))
+        try trainer.drawAndScore()
+    }
+}
