@@ -9,7 +9,8 @@
 // - conv_fwd_direct: one output per work-item, vectorised over input channels (VC wide) against a
 //   transposed filter [COUT, KS, KS, CIN]; for few output channels (e.g. 1) and leftover channels.
 // - The input gradient is the forward convolution of the padded dy with the flipped, in/out-swapped
-//   filter (flip_filter).
+//   filter wf[kh, kw, co, ci] = w[KS-1-kh, KS-1-kw, ci, co] (the `transpose` kernel of copy.cl with its
+//   taps reversed).
 // - The filter gradient dw[(kh, kw, ci), co] = sum over pixels p of Xp[base(p) + tap + ci] * dy[p, co]
 //   is computed per chunk of image rows (a split over the long pixel sum, for parallelism) into partial
 //   sums the host adds up: conv_dw_blocked (vectors over co) or conv_dw_vec (vectors over ci).
@@ -32,33 +33,29 @@
 #define VT VEC_TYPE(VW)
 #define CT VEC_TYPE(VC)
 
-// Xp[n, hp, wp, c] = X[n, hp - P, wp - P, c], zero outside. Launch: (C, Wp, N * Hp).
+// Xp[n, hp, wp, c] = X[n, hp - P, wp - P, c], zero outside. A padded row (n, hp) is Wp * C floats: P * C
+// zeros, the W * C floats of the input row (or zeros), P * C zeros. Work-item (segment, row) writes
+// floats [segment * len, segment * len + len) of a row with plain loops: CPU devices take whole rows
+// (len = Wp * C, one loop per row is 10x faster on PoCL than one work-item per float), GPUs single floats.
 __kernel void pad_nhwc(__global const float* X, __global float* Xp, const int NB, const int H, const int W,
-                       const int C, const int P) {
-    const int c = get_global_id(0);
-    const int wq = get_global_id(1);
-    const int row = get_global_id(2);
+                       const int C, const int P, const int len) {
+    const int row = get_global_id(1);
     const int Hp = H + 2 * P, Wp = W + 2 * P;
     if (row >= NB * Hp) return;
     const int n = row / Hp;
     const int h = row - n * Hp - P;
-    const int w = wq - P;
-    float v = 0.0f;
-    if (h >= 0 && h < H && w >= 0 && w < W) v = X[((n * H + h) * W + w) * C + c];
-    Xp[(row * Wp + wq) * C + c] = v;
-}
-
-// wf[kh, kw, co, ci] = w[KS-1-kh, KS-1-kw, ci, co]: the filter of the input gradient. One work-item per
-// element of wf.
-__kernel void flip_filter(__global const float* w, __global float* wf, const int CIN, const int COUT) {
-    const int i = get_global_id(0);
-    if (i >= KS * KS * CIN * COUT) return;
-    const int ci = i % CIN;
-    int t = i / CIN;
-    const int co = t % COUT;
-    const int tap = t / COUT;
-    const int kh = tap / KS, kw = tap % KS;
-    wf[i] = w[(((KS - 1 - kh) * KS + (KS - 1 - kw)) * CIN + ci) * COUT + co];
+    const int q0 = get_global_id(0) * len;
+    const int q1 = min(q0 + len, Wp * C);
+    __global float* dst = Xp + row * Wp * C;
+    if (h < 0 || h >= H) {
+        for (int q = q0; q < q1; ++q) dst[q] = 0.0f;
+        return;
+    }
+    const int a = P * C, b = (P + W) * C;
+    const __global float* src = X + ((n * H + h) * W) * C - a;
+    for (int q = q0; q < min(q1, a); ++q) dst[q] = 0.0f;
+    for (int q = max(q0, a); q < min(q1, b); ++q) dst[q] = src[q];
+    for (int q = max(q0, b); q < q1; ++q) dst[q] = 0.0f;
 }
 
 // Padded address of output pixel p.

@@ -45,10 +45,21 @@ __kernel void one_hot(__global const float* index, __global float* out, const in
     out[r * depth + c] = ((float)c == index[r]) ? 1.0f : 0.0f;
 }
 
-// out[c, r] = in[r, c] for in [rows, cols].
-__kernel void transpose(__global const float* in, __global float* out, const int rows, const int cols) {
-    const int r = get_global_id(0);
-    const int c = get_global_id(1);
-    if (c >= cols) return;
-    out[c * rows + r] = in[r * cols + c];
+// Batched 2-D transpose: out[b, c, r] = in[b', r, c] for in [batches, rows, cols], where b' = b, or
+// batches - 1 - b with reverse != 0 (the input-gradient filter of a convolution is the HWIO filter with
+// its taps reversed and each [cin, cout] slice transposed). Work-item (column tile, row tile, b) moves a
+// 16 x 16 tile, reading whole rows of it and writing whole rows of the output tile, so both sides touch
+// few cache lines. Launch: (ceil(cols / 16), ceil(rows / 16), batches).
+__kernel void transpose(__global const float* in, __global float* out, const int rows, const int cols,
+                        const int batches, const int reverse) {
+    const int c0 = get_global_id(0) * 16;
+    const int r0 = get_global_id(1) * 16;
+    const int b = get_global_id(2);
+    if (b >= batches) return;
+    const int source = reverse ? batches - 1 - b : b;
+    const __global float* src = in + source * rows * cols;
+    __global float* dst = out + b * rows * cols;
+    const int r1 = min(r0 + 16, rows), c1 = min(c0 + 16, cols);
+    for (int r = r0; r < r1; ++r)
+        for (int c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
 }

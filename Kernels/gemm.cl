@@ -69,6 +69,75 @@ __kernel void gemm_blocked(__global const float* restrict A, __global const floa
     }
 }
 
+// gemm_nt: C = alpha * A * B^T + beta * C with A stored M x K and B stored N x K (both rows contiguous
+// along k), so every product is a dot product: each work-item computes RM rows x RN columns of C with
+// RM * RN accumulators of VK-wide partial sums along k, summed horizontally at the end (k % VK leftovers
+// in scalars). Rows and columns past M and N are clamped on load and skipped on store, so no size needs
+// to be a multiple of anything. Computes columns [col0, N). Build options: -DRM -DRN -DVK.
+// Launch: (ceil((N - col0) / RN), ceil(M / RM)).
+#ifndef RN
+#define RN 4
+#endif
+#ifndef VK
+#define VK 16
+#endif
+#define KT VEC_TYPE(VK)
+
+__kernel void gemm_nt(__global const float* restrict A, __global const float* restrict B,
+                      __global float* restrict C, const int M, const int N, const int K, const float alpha,
+                      const float beta, const int col0) {
+    const int j0 = col0 + get_global_id(0) * RN;
+    const int i0 = get_global_id(1) * RM;
+    if (i0 >= M) return;
+    const __global float* ap[RM];
+    const __global float* bp[RN];
+#pragma unroll
+    for (int r = 0; r < RM; ++r) ap[r] = A + min(i0 + r, M - 1) * K;
+#pragma unroll
+    for (int c = 0; c < RN; ++c) bp[c] = B + min(j0 + c, N - 1) * K;
+
+    KT acc[RM][RN];
+#pragma unroll
+    for (int r = 0; r < RM; ++r)
+#pragma unroll
+        for (int c = 0; c < RN; ++c) acc[r][c] = (KT)(0.0f);
+    int kk = 0;
+    for (; kk + VK <= K; kk += VK) {
+        KT a[RM];
+#pragma unroll
+        for (int r = 0; r < RM; ++r) a[r] = VEC_LOAD(VK, ap[r] + kk);
+#pragma unroll
+        for (int c = 0; c < RN; ++c) {
+            const KT b = VEC_LOAD(VK, bp[c] + kk);
+#pragma unroll
+            for (int r = 0; r < RM; ++r) acc[r][c] = fma(a[r], b, acc[r][c]);
+        }
+    }
+    float sum[RM][RN];
+#pragma unroll
+    for (int r = 0; r < RM; ++r)
+#pragma unroll
+        for (int c = 0; c < RN; ++c) sum[r][c] = VEC_SUM(VK, acc[r][c]);
+    for (; kk < K; ++kk) {
+#pragma unroll
+        for (int r = 0; r < RM; ++r)
+#pragma unroll
+            for (int c = 0; c < RN; ++c) sum[r][c] = fma(ap[r][kk], bp[c][kk], sum[r][c]);
+    }
+#pragma unroll
+    for (int r = 0; r < RM; ++r) {
+        if (i0 + r >= M) continue;
+#pragma unroll
+        for (int c = 0; c < RN; ++c) {
+            if (j0 + c >= N) continue;
+            __global float* cp = C + (i0 + r) * N + j0 + c;
+            float out = alpha * sum[r][c];
+            if (beta != 0.0f) out = fma(beta, *cp, out);
+            *cp = out;
+        }
+    }
+}
+
 // gemm_general: one element of C per work-item, any transposes and sizes; computes columns
 // [col0, N). Used for the columns the blocked kernel does not cover and for small products.
 __kernel void gemm_general(__global const float* restrict A, __global const float* restrict B,

@@ -11,5 +11,18 @@ bash tools/setup.sh
 echo "== OpenCL devices (clinfo -l; POCL_CACHE_DIR=$POCL_CACHE_DIR) =="
 clinfo -l || echo "(clinfo -l failed with status $?)"
 
-echo "== swift test $* =="
-exec swift test "$@"
+# swift test runs XCTest and Swift Testing one after the other; a runner with no tests still prints a closing
+# "0 tests" line (Swift Testing's comes last), which reads as if nothing ran. Skip the runner no test uses,
+# unless the arguments choose already.
+args=("$@")
+if [[ " ${args[*]-} " != *" --enable-swift-testing "* && " ${args[*]-} " != *" --disable-swift-testing "* ]] &&
+    ! grep -rqsE '^[[:space:]]*([@a-z]+[[:space:]]+)*import[[:space:]]+Testing([[:space:]]|$)' Tests; then
+    args+=(--disable-swift-testing)
+fi
+if [[ " ${args[*]-} " != *" --enable-xctest "* && " ${args[*]-} " != *" --disable-xctest "* ]] &&
+    ! grep -rqsE '^[[:space:]]*([@a-z]+[[:space:]]+)*import[[:space:]]+XCTest([[:space:]]|$)' Tests; then
+    args+=(--disable-xctest)
+fi
+
+echo "== swift test ${args[*]-} =="
+exec swift test ${args[@]+"${args[@]}"}

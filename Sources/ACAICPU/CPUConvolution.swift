@@ -43,10 +43,7 @@ struct CPUConvolution {
             try blasForward(x: x, filter: filter, bias: bias, y: y)
             return
         }
-        // Filter element (kk, co) with kk = (kh·k + kw)·cin + ci is filter[kk·cout + co] (HWIO).
-        try directProduct(input: x, inChannels: cin, outChannels: cout, bias: bias, output: y) { kk, co in
-            filter[kk * cout + co]
-        }
+        try directProduct(input: x, inChannels: cin, outChannels: cout, bias: bias, output: y, filter: .hwio(filter))
     }
 
     func backwardInput(dy: UnsafePointer<Float>, w filter: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) throws {
@@ -60,13 +57,9 @@ struct CPUConvolution {
             try blasBackwardInput(dy: dy, filter: filter, dx: dx)
             return
         }
-        // dx is the 'same' convolution of dy with the filter flipped in space and with in/out swapped:
-        // filter'[tap'][co][ci] = filter[k·k − 1 − tap'][ci][co].
-        let taps = k * k
-        try directProduct(input: dy, inChannels: cout, outChannels: cin, bias: nil, output: dx) { kk, ci in
-            let tap = taps - 1 - kk / cout, co = kk % cout
-            return filter[(tap * cin + ci) * cout + co]
-        }
+        // dx is the 'same' convolution of dy with the filter flipped in space and with in/out swapped.
+        try directProduct(input: dy, inChannels: cout, outChannels: cin, bias: nil, output: dx,
+                          filter: .flippedTransposed(filter))
     }
 
     func backwardFilter(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) throws {
@@ -81,7 +74,11 @@ struct CPUConvolution {
             try blasBackwardFilter(x: x, dy: dy, dw: dw)
             return
         }
-        try directFilterGradient(x: x, dy: dy, dw: dw)
+        if cout <= ConvolutionLimits.narrowChannels {
+            try narrowFilterGradient(x: x, dy: dy, dw: dw)
+        } else {
+            try directFilterGradient(x: x, dy: dy, dw: dw)
+        }
     }
 
     // MARK: Padded input
@@ -139,64 +136,169 @@ struct CPUConvolution {
 
     // MARK: Direct forward-shaped product
 
+    /// How `directProduct` reads its filter.
+    private enum FilterLayout {
+        /// weight(kk, co) = filter[kk·cout + co]: HWIO as given (the forward pass).
+        case hwio(UnsafePointer<Float>)
+        /// weight(tap'·cout + co, ci) = filter[((k·k − 1 − tap')·cin + ci)·cout + co]: the forward filter
+        /// flipped in space with in/out swapped (the input gradient).
+        case flippedTransposed(UnsafePointer<Float>)
+    }
+
     /// out[p, co] = bias[co] + Σ_kk input-window(p)[kk] · weight(kk, co), the shared engine of the
     /// forward pass and the input gradient.
     private func directProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               weight: (Int, Int) -> Float) throws {
+                               filter: FilterLayout) throws {
+        if cout <= ConvolutionLimits.narrowChannels {
+            try narrowProduct(input: input, inChannels: cin, outChannels: cout, bias: bias, output: output,
+                              filter: filter)
+            return
+        }
         let kk = k * k * cin
-        let blocks = LaneBlocks(channels: cout)
+        let tuning = ConvTuning.shared
+        let blocks = LaneBlocks(channels: cout, allowWide: tuning.forward32 != nil)
         let padded = blocks.paddedChannels
-        // Packed filter: for each lane block, [kk][lanes] contiguous with zeros past `cout`, so the tile
-        // loop reads one vector per product.
-        try scratch.withFloats(kk * padded + padded) { packed in
-            let packedBias = packed + kk * padded
+        // A forward filter whose channel count is a multiple of 16 is read in place (rows of `cout`
+        // floats); otherwise it is packed per lane block as [kk][width], zero past the last channel.
+        var inPlace: UnsafePointer<Float>?
+        if case let .hwio(f) = filter, cout == padded { inPlace = f }
+        let packCount = inPlace == nil ? kk * padded : 0
+        try scratch.withFloats(packCount + padded) { scratchFloats in
+            let packedBias = scratchFloats + packCount
             for c in 0..<padded { packedBias[c] = c < cout ? (bias?[c] ?? 0) : 0 }
-            parallel.chunks(kk, serialLimit: max(1, 8192 / padded), align: 1) { range in
-                for block in blocks.all {
-                    let dst = packed + kk * block.start
-                    for row in range {
-                        for l in 0..<block.width {
-                            let co = block.start + l
-                            dst[row * block.width + l] = co < cout ? weight(row, co) : 0
-                        }
-                    }
-                }
+            if inPlace == nil { pack(filter, kk: kk, cin: cin, cout: cout, blocks: blocks, into: scratchFloats) }
+            func weights(_ block: LaneBlocks.Block) -> (UnsafePointer<Float>, Int) {
+                if let inPlace { return (inPlace + block.start, cout) }
+                return (UnsafePointer(scratchFloats + kk * block.start), block.width)
             }
             try withPadded(input, channels: cin) { xp in
                 let pw = w + 2 * shape.pad
-                let geometry = TileGeometry(rows: k, rowStride: pw * cin, segment: k * cin, outStride: cout)
-                let tile = ForwardTile.pixels
-                // Items: (lane block, pixel chunk). Chunks are whole tiles; enough items to balance.
-                let tiles = (pixels + tile - 1) / tile
-                let wanted = max(1, parallel.threads * 8 / blocks.all.count)
-                let chunkTiles = max(1, min((tiles + wanted - 1) / wanted, 4096 / tile))
-                let chunks = (tiles + chunkTiles - 1) / chunkTiles
+
+                // Items: (lane block, pixel chunk), enough of them to balance the workers; chunks are
+                // whole tiles of every shape and at most ~1500 pixels (the input rows stay in L2).
+                let unit = TileShape.rowsMultiple
+                let units = (pixels + unit - 1) / unit
+                let wanted = max(1, (parallel.threads * 8 + blocks.all.count - 1) / blocks.all.count)
+                let chunkUnits = max(1, min((units + wanted - 1) / wanted, 64))
+                let chunk = chunkUnits * unit
+                let chunks = (units + chunkUnits - 1) / chunkUnits
                 parallel.forEach(blocks.all.count * chunks) { item in
                     let block = blocks.all[item / chunks]
-                    let first = (item % chunks) * chunkTiles * tile
-                    let last = min(pixels, first + chunkTiles * tile)
-                    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunkTiles * tile) { bases in
+                    let tile = block.width == 32 ? tuning.forward32! : tuning.forward16
+                    let first = (item % chunks) * chunk
+                    let last = min(pixels, first + chunk)
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunk + unit) { bases in
                         let b = bases.baseAddress!
                         fillBases(b, first..<last, channels: cin)
-                        // The last tile may be short: repeat its last pixel (results are not stored).
-                        for t in (last - first)..<(chunkTiles * tile) { b[t] = b[last - first - 1] }
-                        let weights = UnsafePointer(packed + kk * block.start)
+                        // The last tile may be short: repeat the last pixel (those results are not stored).
+                        for t in (last - first)..<(chunk + unit) { b[t] = b[last - first - 1] }
+                        let (blockWeights, weightStride) = weights(block)
+                        let geometry = TileGeometry(rows: k, rowStride: pw * cin, segment: k * cin, outStride: cout,
+                                                    weightStride: weightStride)
                         let biasVector = UnsafePointer(packedBias + block.start)
                         let lanes = min(block.width, cout - block.start)
                         var p = first
                         while p < last {
-                            let count = min(tile, last - p)
-                            let out = output + p * cout + block.start
-                            let bp = UnsafePointer(b + (p - first))
-                            switch block.width {
-                            case 64: ForwardTile.run(SIMD64<Float>.self, xp, bp, geometry, weights, biasVector, out, count, lanes)
-                            case 32: ForwardTile.run(SIMD32<Float>.self, xp, bp, geometry, weights, biasVector, out, count, lanes)
-                            default: ForwardTile.run(SIMD16<Float>.self, xp, bp, geometry, weights, biasVector, out, count, lanes)
-                            }
-                            p += tile
+                            ConvTiles.forward(tile, xp, b + (p - first), geometry, blockWeights, biasVector,
+                                              output + p * cout + block.start, min(tile.rows, last - p), lanes)
+                            p += tile.rows
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// weight(row, co) of the product (see `FilterLayout`); `cin`/`cout` are the product's channels.
+    private func weight(_ filter: FilterLayout, _ row: Int, _ co: Int, cin: Int, cout: Int) -> Float {
+        switch filter {
+        case let .hwio(f):
+            return f[row * cout + co]
+        case let .flippedTransposed(f):
+            let tapOut = row / cin, j = row % cin
+            return f[((k * k - 1 - tapOut) * cout + co) * cin + j]
+        }
+    }
+
+    /// The product for at most `narrowChannels` outputs (a decoder's last layer: 1 or 3 colours), where a
+    /// 16-lane output tile would be mostly padding: one dot product per output, its lanes running along
+    /// the contiguous k·cin inputs of a kernel row.
+    private func narrowProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
+                               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                               filter: FilterLayout) throws {
+        let segment = k * cin, kk = k * segment
+        try scratch.withFloats(cout * kk) { transposed in
+            for co in 0..<cout {
+                for row in 0..<kk { transposed[co * kk + row] = weight(filter, row, co, cin: cin, cout: cout) }
+            }
+            try withPadded(input, channels: cin) { xp in
+                let rowStride = (w + 2 * shape.pad) * cin
+                let chunk = ConvolutionLimits.filterChunkPixels
+                parallel.forEach((pixels + chunk - 1) / chunk) { c in
+                    let first = c * chunk, count = min(chunk, pixels - first)
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: chunk) { bases in
+                        let b = bases.baseAddress!
+                        fillBases(b, first..<(first + count), channels: cin)
+                        for t in 0..<count {
+                            for co in 0..<cout {
+                                var acc = Vector()
+                                var tail: Float = 0
+                                for kh in 0..<k {
+                                    let xr = xp + b[t] + kh * rowStride
+                                    let wr = UnsafePointer(transposed + co * kk + kh * segment)
+                                    var q = 0
+                                    while q + 16 <= segment {
+                                        acc += load(xr + q) * load(wr + q)
+                                        q += 16
+                                    }
+                                    while q < segment {
+                                        tail += xr[q] * wr[q]
+                                        q += 1
+                                    }
+                                }
+                                output[(first + t) * cout + co] = (bias?[co] ?? 0) + (acc.sum() + tail)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packs the filter per lane block as [kk][width] (zero past `cout`); `cin`/`cout` are the
+    /// product's input and output channels.
+    private func pack(_ filter: FilterLayout, kk: Int, cin: Int, cout: Int, blocks: LaneBlocks,
+                      into packed: UnsafeMutablePointer<Float>) {
+        switch filter {
+        case let .hwio(f):
+            parallel.chunks(kk, serialLimit: max(1, Parallel.serialLimit / blocks.paddedChannels), align: 1) { range in
+                for block in blocks.all {
+                    let lanes = min(block.width, cout - block.start)
+                    for row in range {
+                        let dst = packed + kk * block.start + row * block.width
+                        dst.update(from: f + row * cout + block.start, count: lanes)
+                        (dst + lanes).update(repeating: 0, count: block.width - lanes)
+                    }
+                }
+            }
+        case let .flippedTransposed(f):
+            // The product's input channels (`cin`) are the forward filter's outputs and its output lanes
+            // (`cout`) the forward inputs: packed[block][tap'·cin + j][lane] =
+            // f[((taps − 1 − tap')·cout + block.start + lane)·cin + j], a transpose of each tap.
+            let taps = k * k
+            parallel.forEach(taps * blocks.all.count) { item in
+                let tapOut = item / blocks.all.count, block = blocks.all[item % blocks.all.count]
+                let dst = packed + kk * block.start + tapOut * cin * block.width
+                let tapIn = taps - 1 - tapOut
+                for lane in 0..<block.width {
+                    let forwardInput = block.start + lane
+                    if forwardInput >= cout {
+                        for j in 0..<cin { dst[j * block.width + lane] = 0 }
+                        continue
+                    }
+                    let src = f + (tapIn * cout + forwardInput) * cin
+                    for j in 0..<cin { dst[j * block.width + lane] = src[j] }
                 }
             }
         }
@@ -209,18 +311,21 @@ struct CPUConvolution {
                                       dw: UnsafeMutablePointer<Float>) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         let segment = k * cin, kk = k * segment
-        let blocks = LaneBlocks(channels: cout)
+        let tuning = ConvTuning.shared
+        let blocks = LaneBlocks(channels: cout, allowWide: tuning.filter32 != nil)
         let padded = blocks.paddedChannels
-        // Work split: first over outputs (kernel row × lane block × q-range), then, if that gives too few
-        // items, over pixel groups with private partial sums added in a fixed order at the end.
-        let target = parallel.threads > 1 ? parallel.threads * 4 : 1
-        let rowBlocks = k * blocks.all.count
-        let chunk = FilterTile.chunkPixels
-        let maxGroups = max(1, min(pixels / chunk, (4 << 20) / max(kk * padded, 1)))
-        let groups = rowBlocks >= target ? 1 : min(maxGroups, (target + rowBlocks - 1) / rowBlocks)
-        let qSplits = max(1, min(segment / FilterTile.qBlock, (target + rowBlocks * groups - 1) / (rowBlocks * groups)))
-        let qPerSplit = ((segment + qSplits - 1) / qSplits + FilterTile.qBlock - 1) / FilterTile.qBlock * FilterTile.qBlock
+        let chunk = ConvolutionLimits.filterChunkPixels
+        // Work split: over outputs (kernel row × lane block × product range) and over pixel groups whose
+        // private partial sums are added in a fixed order at the end. The number of groups depends only
+        // on the shape (never on threads or tiles), so the sums are always grouped the same way.
+        let narrowRows = k * ((cout + 15) / 16)
+        let target = ConvolutionLimits.filterItems
+        let maxGroups = max(1, min(pixels / (4 * chunk), ConvolutionLimits.partialFloats / max(kk * padded, 1)))
+        let groups = narrowRows >= target ? 1 : min(maxGroups, (target + narrowRows - 1) / narrowRows)
         let pixelsPerGroup = ((pixels + groups - 1) / groups + chunk - 1) / chunk * chunk
+        let rowBlocks = k * blocks.all.count
+        let qSplits = max(1, min(segment / 8, (target + rowBlocks * groups - 1) / (rowBlocks * groups)))
+        let qPerSplit = ((segment + qSplits - 1) / qSplits + 7) / 8 * 8
 
         // dy with its channels padded to whole lane blocks, unless they already are.
         let dyCopyCount = padded == cout ? 0 : pixels * padded
@@ -245,6 +350,7 @@ struct CPUConvolution {
                         let g = item / outputItems, o = item % outputItems
                         let kh = o / (blocks.all.count * qSplits)
                         let block = blocks.all[(o / qSplits) % blocks.all.count]
+                        let tile = block.width == 32 ? tuning.filter32! : tuning.filter16
                         let qLo = (o % qSplits) * qPerSplit, qHi = min(segment, qLo + qPerSplit)
                         if qLo >= qHi { return }
                         let acc = partial + g * kk * padded + kh * segment * padded + block.start
@@ -253,19 +359,16 @@ struct CPUConvolution {
                             let b = bases.baseAddress!
                             var p = pLo
                             while p < pHi {
+                                // Sum this chunk of pixels into every product of the item, then move on:
+                                // the chunk's dy rows and input stay in cache across the products.
                                 let count = min(chunk, pHi - p)
                                 fillBases(b, p..<(p + count), channels: cin)
                                 let dyChunk = dyp + p * padded + block.start
                                 var q = qLo
                                 while q < qHi {
-                                    let span = min(FilterTile.qBlock, qHi - q)
-                                    let offset = kh * rowStride + q
-                                    let dst = acc + q * padded
-                                    switch block.width {
-                                    case 64: FilterTile.run(SIMD64<Float>.self, xp, b, count, offset, dyChunk, padded, dst, padded, span)
-                                    case 32: FilterTile.run(SIMD32<Float>.self, xp, b, count, offset, dyChunk, padded, dst, padded, span)
-                                    default: FilterTile.run(SIMD16<Float>.self, xp, b, count, offset, dyChunk, padded, dst, padded, span)
-                                    }
+                                    let span = min(tile.rows, qHi - q)
+                                    ConvTiles.filter(tile, xp, b, count, kh * rowStride + q, dyChunk, padded,
+                                                     acc + q * padded, padded, span)
                                     q += span
                                 }
                                 p += count
@@ -283,6 +386,91 @@ struct CPUConvolution {
                             let s = src + g * kk * padded
                             for c in 0..<cout { dst[c] += s[c] }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The filter gradient for at most `narrowChannels` outputs: lanes along 16 contiguous inputs q of a
+    /// kernel row, one accumulator per output channel (dy padded to 4 channels), summed over pixel chunks
+    /// and pixel groups exactly as in `directFilterGradient`.
+    private func narrowFilterGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                      dw: UnsafeMutablePointer<Float>) throws {
+        let cin = shape.inChannels, cout = shape.outChannels
+        let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
+        let chunk = ConvolutionLimits.filterChunkPixels
+        let parts = (segment + 15) / 16  // 16-input vectors per kernel row, the last one maybe partial
+        let perGroup = k * parts
+        let maxGroups = max(1, min(pixels / (4 * chunk), ConvolutionLimits.partialFloats / max(kk * lanes, 1)))
+        let groups = min(maxGroups, max(1, (ConvolutionLimits.filterItems + perGroup - 1) / perGroup))
+        let pixelsPerGroup = ((pixels + groups - 1) / groups + chunk - 1) / chunk * chunk
+        try scratch.withFloats(pixels * lanes) { dy4 in
+            parallel.chunks(pixels, serialLimit: Parallel.serialLimit / lanes, align: 1) { range in
+                for p in range {
+                    for c in 0..<lanes { dy4[p * lanes + c] = c < cout ? dy[p * cout + c] : 0 }
+                }
+            }
+            try scratch.withZeroedFloats(groups * kk * lanes) { partial in
+                try withPadded(x, channels: cin) { xp in
+                    let rowStride = (w + 2 * shape.pad) * cin
+                    parallel.forEach(groups * perGroup) { item in
+                        let g = item / perGroup, kh = (item % perGroup) / parts, q0 = (item % parts) * 16
+                        let acc = partial + g * kk * lanes + (kh * segment + q0) * lanes
+                        let pLo = g * pixelsPerGroup, pHi = min(pixels, pLo + pixelsPerGroup)
+                        withUnsafeTemporaryAllocation(of: Int.self, capacity: chunk) { bases in
+                            let b = bases.baseAddress!
+                            var p = pLo
+                            while p < pHi {
+                                let count = min(chunk, pHi - p)
+                                fillBases(b, p..<(p + count), channels: cin)
+                                let offset = kh * rowStride + q0
+                                let d = UnsafePointer(dy4 + p * lanes)
+                                if q0 + 16 <= segment {
+                                    var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
+                                    for t in 0..<count {
+                                        let xv = load(xp + b[t] + offset)
+                                        let dt = d + t * lanes
+                                        a0 += xv * dt[0]
+                                        a1 += xv * dt[1]
+                                        a2 += xv * dt[2]
+                                        a3 += xv * dt[3]
+                                    }
+                                    for l in 0..<16 {
+                                        let row = acc + l * lanes
+                                        row[0] += a0[l]
+                                        row[1] += a1[l]
+                                        row[2] += a2[l]
+                                        row[3] += a3[l]
+                                    }
+                                } else {
+                                    for q in 0..<(segment - q0) {
+                                        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+                                        for t in 0..<count {
+                                            let xs = xp[b[t] + offset + q]
+                                            let dt = d + t * lanes
+                                            s0 += xs * dt[0]
+                                            s1 += xs * dt[1]
+                                            s2 += xs * dt[2]
+                                            s3 += xs * dt[3]
+                                        }
+                                        let row = acc + q * lanes
+                                        row[0] += s0
+                                        row[1] += s1
+                                        row[2] += s2
+                                        row[3] += s3
+                                    }
+                                }
+                                p += count
+                            }
+                        }
+                    }
+                }
+                for row in 0..<kk {
+                    for c in 0..<cout {
+                        var s = partial[row * lanes + c]
+                        for g in 1..<max(groups, 1) { s += partial[(g * kk + row) * lanes + c] }
+                        dw[row * cout + c] = s
                     }
                 }
             }
@@ -415,139 +603,15 @@ struct CPUConvolution {
     }
 }
 
-/// Output channels split into SIMD lane blocks of 64, 32 or 16 (the last one zero-padded).
-struct LaneBlocks {
-    struct Block {
-        let start: Int
-        let width: Int
-    }
-
-    let all: [Block]
-    let paddedChannels: Int
-
-    init(channels: Int) {
-        var blocks: [Block] = []
-        var c = 0
-        while c < channels {
-            let left = channels - c
-            let width = left >= LaneBlocks.widest ? LaneBlocks.widest : (left > 16 && LaneBlocks.widest >= 32 ? 32 : 16)
-            blocks.append(Block(start: c, width: width))
-            c += width
-        }
-        all = blocks
-        paddedChannels = c
-    }
-
-    /// The widest lane block used (tuned on the benchmark machine).
-    static let widest = 32
-}
-
-struct TileGeometry {
-    /// Kernel rows (k) and the distance between them in the padded input.
-    let rows: Int, rowStride: Int
-    /// Contiguous products per kernel row (k·channels).
-    let segment: Int
-    /// Floats between consecutive output pixels.
-    let outStride: Int
-}
-
-/// The register tile of the direct forward product: `pixels` output pixels × one lane block.
-enum ForwardTile {
-    static let pixels = 8
-
-    @inline(__always)
-    static func run<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, _ bases: UnsafePointer<Int>, _ g: TileGeometry,
-                             _ weights: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
-                             _ out: UnsafeMutablePointer<Float>, _ count: Int, _ lanes: Int) where V.Scalar == Float {
-        let width = V.scalarCount
-        let b = UnsafeRawPointer(bias).loadUnaligned(as: V.self)
-        var a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b
-        var wp = weights
-        for kh in 0..<g.rows {
-            let o = kh * g.rowStride
-            let x0 = x + bases[0] + o, x1 = x + bases[1] + o, x2 = x + bases[2] + o, x3 = x + bases[3] + o
-            let x4 = x + bases[4] + o, x5 = x + bases[5] + o, x6 = x + bases[6] + o, x7 = x + bases[7] + o
-            for q in 0..<g.segment {
-                let v = UnsafeRawPointer(wp + q * width).loadUnaligned(as: V.self)
-                a0 += x0[q] * v
-                a1 += x1[q] * v
-                a2 += x2[q] * v
-                a3 += x3[q] * v
-                a4 += x4[q] * v
-                a5 += x5[q] * v
-                a6 += x6[q] * v
-                a7 += x7[q] * v
-            }
-            wp += g.segment * width
-        }
-        store(a0, out, lanes)
-        if count > 1 { store(a1, out + g.outStride, lanes) }
-        if count > 2 { store(a2, out + 2 * g.outStride, lanes) }
-        if count > 3 { store(a3, out + 3 * g.outStride, lanes) }
-        if count > 4 { store(a4, out + 4 * g.outStride, lanes) }
-        if count > 5 { store(a5, out + 5 * g.outStride, lanes) }
-        if count > 6 { store(a6, out + 6 * g.outStride, lanes) }
-        if count > 7 { store(a7, out + 7 * g.outStride, lanes) }
-    }
-}
-
-/// The register tile of the filter gradient: up to `qBlock` products × one lane block, summed over a
-/// chunk of pixels and added to the accumulator rows.
-enum FilterTile {
-    static let qBlock = 8
-    static let chunkPixels = 256
-
-    @inline(__always)
-    static func run<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, _ bases: UnsafePointer<Int>, _ count: Int,
-                             _ offset: Int, _ dy: UnsafePointer<Float>, _ dyStride: Int,
-                             _ acc: UnsafeMutablePointer<Float>, _ accStride: Int, _ span: Int) where V.Scalar == Float {
-        if span < qBlock {
-            // Short tail of a kernel row: one product at a time.
-            for q in 0..<span {
-                var a = V()
-                for t in 0..<count {
-                    a += x[bases[t] + offset + q] * UnsafeRawPointer(dy + t * dyStride).loadUnaligned(as: V.self)
-                }
-                add(a, acc + q * accStride)
-            }
-            return
-        }
-        var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V()
-        for t in 0..<count {
-            let d = UnsafeRawPointer(dy + t * dyStride).loadUnaligned(as: V.self)
-            let xs = x + bases[t] + offset
-            a0 += xs[0] * d
-            a1 += xs[1] * d
-            a2 += xs[2] * d
-            a3 += xs[3] * d
-            a4 += xs[4] * d
-            a5 += xs[5] * d
-            a6 += xs[6] * d
-            a7 += xs[7] * d
-        }
-        add(a0, acc)
-        add(a1, acc + accStride)
-        add(a2, acc + 2 * accStride)
-        add(a3, acc + 3 * accStride)
-        add(a4, acc + 4 * accStride)
-        add(a5, acc + 5 * accStride)
-        add(a6, acc + 6 * accStride)
-        add(a7, acc + 7 * accStride)
-    }
-
-    @inline(__always)
-    private static func add<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) where V.Scalar == Float {
-        let raw = UnsafeMutableRawPointer(p)
-        raw.storeBytes(of: raw.loadUnaligned(as: V.self) + v, as: V.self)
-    }
-}
-
-/// Stores the first `lanes` lanes of `v` at `p`.
-@inline(__always)
-private func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) where V.Scalar == Float {
-    if lanes == V.scalarCount {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
-    } else {
-        for l in 0..<lanes { p[l] = v[l] }
-    }
+/// Work-split constants of the direct filter gradient. They fix how partial sums are grouped, so they
+/// must not depend on the machine.
+enum ConvolutionLimits {
+    /// Pixels summed in registers before the tile adds its sums to memory.
+    static let filterChunkPixels = 256
+    /// Work items the filter gradient aims for (enough to balance a few workers).
+    static let filterItems = 16
+    /// Largest total size of the per-group partial filter gradients.
+    static let partialFloats = 4 << 20
+    /// Output channel counts up to this use the dot-product kernels instead of 16-lane tiles.
+    static let narrowChannels = 4
 }

@@ -7,7 +7,12 @@ import Foundation
 /// `synchronize()` has nothing to wait for.
 public final class CPUDevice: Device, @unchecked Sendable {
     public let id = "cpu"
-    public let description: String
+    /// Cores, threads, the BLAS and the convolution tiles picked for this build (timing them on first use).
+    public var description: String {
+        let t = ConvTuning.shared
+        return "CPU: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(threads) threads, "
+            + "BLAS \(BLASReference.description), conv tiles \(t.summary)"
+    }
     public var kind: DeviceKind { .cpu }
     public let profiler: Profiler
 
@@ -23,14 +28,13 @@ public final class CPUDevice: Device, @unchecked Sendable {
     private var launches = 0
 
     /// - Parameters:
-    ///   - threads: workers for the Swift kernels and OpenBLAS; default: the active core count.
-    ///     When given, OpenBLAS's (process-wide) thread count is set to it as well.
+    ///   - threads: workers for the Swift kernels; default: the active core count. OpenBLAS keeps its
+    ///     own process-wide pool (`OPENBLAS_NUM_THREADS`), which one device must not change for others.
     ///   - memoryLimitBytes: cap on live buffer bytes; default `ACAI_MEMORY_LIMIT` (bytes) if set,
     ///     else the physical memory.
     public init(threads: Int? = nil, memoryLimitBytes: Int? = nil) {
         let environment = ProcessInfo.processInfo.environment
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        if let threads { openblas_set_num_threads(Int32(max(1, threads))) }
         self.threads = max(1, threads ?? cores)
         let limit = memoryLimitBytes
             ?? environment["ACAI_MEMORY_LIMIT"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -45,7 +49,6 @@ public final class CPUDevice: Device, @unchecked Sendable {
             free: { handle, _ in free(handle) })
         profiler = Profiler(deviceName: "cpu")
         convOverride = environment["ACAI_CPU_CONV"].flatMap(ConvAlgorithm.init(rawValue:))
-        description = "CPU: \(cores) cores, \(self.threads) threads, BLAS \(BLASReference.description)"
     }
 
     // MARK: Memory

@@ -55,7 +55,7 @@ public enum CIFAR10 {
             }
             let take = min(records, wanted - labels.count)
             let start = images.count
-            images.append(contentsOf: repeatElement(0, count: take * pixels))
+            images += [Float](repeating: 0, count: take * pixels)
             for r in 0..<take {
                 let label = Int(bytes[r * recordSize])
                 guard label < 10 else {

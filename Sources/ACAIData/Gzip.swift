@@ -44,7 +44,8 @@ public enum Gzip {
         if format == .gzip, total >= 18 {
             let isize = Int(input[total - 4]) | Int(input[total - 3]) << 8 | Int(input[total - 2]) << 16
                 | Int(input[total - 1]) << 24
-            if isize > 0 { capacity = isize + 1 }
+            // Trusted only when plausible: a truncated or corrupt file ends in arbitrary bytes.
+            if isize > 0 && isize <= 64 * total + (1 << 20) { capacity = isize + 1 }
         }
         var output = [UInt8](repeating: 0, count: capacity)
         var produced = 0
@@ -59,7 +60,7 @@ public enum Gzip {
                 fed += n
             }
             if produced == output.count {
-                output.append(contentsOf: repeatElement(0, count: max(output.count, 1 << 16)))
+                output += [UInt8](repeating: 0, count: max(output.count, 1 << 16))
             }
             let room = min(output.count - produced, Int(UInt32.max))
             rc = output.withUnsafeMutableBufferPointer { out -> Int32 in

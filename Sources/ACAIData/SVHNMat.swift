@@ -291,7 +291,7 @@ public enum SVHN {
             }
             let per = h * w * c
             let start = images.count
-            images.append(contentsOf: repeatElement(0, count: take * per))
+            images += [Float](repeating: 0, count: take * per)
             // Column-major (i, j, ch, k) → NHWC (k, i, j, ch).
             let converted: Void? = xData.withBytes { src in
                 images.withUnsafeMutableBufferPointer { dst in

@@ -150,13 +150,14 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         switch op {
         case let .fill(out, value):
             try launchVector("elementwise.cl", "fill", count: out.count,
-                         args: [.buffer(out), .int(out.count), .float(value)], name: name, op: op)
+                             args: [.buffer(out), .int(out.count), .float(value)], name: name, op: op)
 
         case let .unary(function, x, out, alpha, beta):
             let n = out.count
             try need(x, n, "x", name)
             try launchVector("elementwise.cl", "unary_\(function.rawValue)", count: n,
-                         args: [.buffer(x), .buffer(out), .int(n), .float(alpha), .float(beta)], name: name, op: op)
+                             args: [.buffer(x), .buffer(out), .int(n), .float(alpha), .float(beta)],
+                             name: name, op: op)
 
         case let .binary(function, a, b, out, layout, alpha):
             try binary(function, a: a, b: b, out: out, layout: layout, alpha: alpha, name: name, op: op)
@@ -171,7 +172,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             try need(out, outer * inner, "out", name)
             if axis == 0 {
                 try launchVector("elementwise.cl", "fill", count: outer * inner,
-                             args: [.buffer(out), .int(outer * inner), .float(0)], name: name, op: op)
+                                 args: [.buffer(out), .int(outer * inner), .float(0)], name: name, op: op)
                 return
             }
             try launch("reduce.cl", "arg_reduce", global: [inner, outer],
@@ -231,7 +232,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             guard srcStart >= 0, dstStart >= 0, length >= 0, srcStart + length <= srcAxis,
                   dstStart + length <= dstAxis else {
                 throw DeviceError.invalidArgument(
-                    "\(name): range \(srcStart)..<\(srcStart + length) of \(srcAxis) to \(dstStart)..<\(dstStart + length) of \(dstAxis) is out of bounds")
+                    "\(name): range \(srcStart)..<\(srcStart + length) of \(srcAxis) to "
+                        + "\(dstStart)..<\(dstStart + length) of \(dstAxis) is out of bounds")
             }
             try need(src, outer * srcAxis * inner, "src", name)
             try need(dst, outer * dstAxis * inner, "dst", name)
@@ -267,8 +269,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             try need(labels, rows * classes, "labels", name)
             try need(loss, rows, "loss", name)
             if classes == 0 {
-                try launchVector("elementwise.cl", "fill", count: rows, args: [.buffer(loss), .int(rows), .float(0)],
-                             name: name, op: op)
+                try launchVector("elementwise.cl", "fill", count: rows,
+                                 args: [.buffer(loss), .int(rows), .float(0)], name: name, op: op)
                 return
             }
             try launch1D("loss.cl", "softmax_xent", count: rows,
@@ -309,10 +311,10 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             try need(m, n, "m", name)
             try need(v, n, "v", name)
             try launchVector("optimizer.cl", "adam", count: n,
-                         args: [.buffer(param), .buffer(grad), .buffer(m), .buffer(v), .int(n),
-                                .float(hyper.learningRateT), .float(hyper.beta1), .float(hyper.beta2),
-                                .float(hyper.epsilon)],
-                         name: name, op: op)
+                             args: [.buffer(param), .buffer(grad), .buffer(m), .buffer(v), .int(n),
+                                    .float(hyper.learningRateT), .float(hyper.beta1), .float(hyper.beta2),
+                                    .float(hyper.epsilon)],
+                             name: name, op: op)
         }
     }
 
@@ -326,7 +328,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             try need(a, n, "a", name)
             try need(b, n, "b", name)
             try launchVector("elementwise.cl", "binary_\(function.rawValue)", count: n,
-                         args: [.buffer(a), .buffer(b), .buffer(out), .int(n), .float(alpha)], name: name, op: op)
+                             args: [.buffer(a), .buffer(b), .buffer(out), .int(n), .float(alpha)], name: name, op: op)
             return
         }
         let rank = BroadcastLayout.maxRank
@@ -415,25 +417,42 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
 
     // MARK: - Products
 
-    /// The blocked kernels' geometry for `columns` output columns: vector width, vectors per row and the
-    /// columns they cover (a multiple of width × vectors); the rest go to a general kernel.
-    private func blockColumns(_ columns: Int) -> (width: Int, vectors: Int, covered: Int) {
+    /// The blocked kernels' geometry for `columns` output columns: rows per work-item, vector width,
+    /// vectors per row and the columns they cover (a multiple of width × vectors); the rest go to a
+    /// general kernel.
+    private func blockShape(_ columns: Int) -> (rows: Int, width: Int, vectors: Int, covered: Int) {
         let t = currentTuning
         var width = t.vectorWidth
         while width > 4 && columns < width { width /= 2 }
-        if columns < width { return (width, 1, 0) }
-        let vectors = columns >= width * t.vectorsPerRow ? max(t.vectorsPerRow, 1) : 1
-        return (width, vectors, columns / (width * vectors) * (width * vectors))
+        if columns < width { return (t.blockRows, width, 1, 0) }
+        let wide = max(t.vectorsPerRow, 1)
+        let vectors = columns >= width * wide ? wide : 1
+        let rows = vectors > 1 ? t.wideBlockRows : t.blockRows
+        return (rows, width, vectors, columns / (width * vectors) * (width * vectors))
+    }
+
+    /// Rows per work-item for `total` rows: the tuned block, or a smaller power of two when there are
+    /// fewer rows (the kernels clamp and recompute rows past the end, which is waste).
+    private static func blockRows(_ preferred: Int, total: Int) -> Int {
+        if total >= preferred { return preferred }
+        var rows = 1
+        while rows < total { rows *= 2 }
+        return min(rows, preferred)
     }
 
     /// Local size of the blocked kernels over (column blocks, row blocks).
     private func blockedLocal(columnBlocks: Int) -> [Int] {
         let t = currentTuning
-        if info.type == .cpu { return [1, t.blockGroupRows] }
+        if t.serialWorkItems { return [1, t.blockGroupRows] }
         let across = min(nextPowerOfTwo(columnBlocks), 16)
         return [across, max(t.blockGroupRows * 4 / across, 1)]
     }
 
+    /// C = alpha·op(A)·op(B) + beta·C. The kernels (gemm.cl):
+    /// - NN and TN: `gemm_blocked` (vectors along the columns of B) for the columns that fill whole
+    ///   vector blocks; NN's leftover columns go to `gemm_nt` with B transposed, TN's to `gemm_general`.
+    /// - NT: `gemm_nt` (dot products along k; both operands read along their rows).
+    /// - TT: B is transposed into scratch and the product runs as TN.
     private func gemm(a: DeviceBuffer, b: DeviceBuffer, c: DeviceBuffer, shape s: GemmShape, name: String,
                       op: Op) throws {
         let (m, n, k) = (s.m, s.n, s.k)
@@ -447,42 +466,67 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                          name: name + "_scale", op: op)
             return
         }
-        let rows = currentTuning.blockRows
-        let (width, vectors, covered) = blockColumns(n)
-        var bMatrix = b
-        var transB = s.transB
-        if covered > 0 && s.transB {
+        if !s.transA && s.transB {
+            try gemmNT(a: a, bt: b, c: c, shape: s, fromColumn: 0, name: name, op: op)
+            return
+        }
+        // B as stored k × n.
+        var bkn = b
+        if s.transB {
             let t = try scratch(k * n)
             try transpose(b, rows: n, columns: k, into: t, name: name + "_transpose_b")
-            bMatrix = t
-            transB = false
+            bkn = t
         }
+        let (preferredRows, width, vectors, covered) = blockShape(n)
+        let rows = Self.blockRows(preferredRows, total: m)
         if covered > 0 {
             let options = "-DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DTRANS_A=\(s.transA ? 1 : 0)"
             let blocks = covered / (width * vectors)
             let share = Double(covered) / Double(n)
             try launch("gemm.cl", "gemm_blocked", options: options,
                        global: [blocks, (m + rows - 1) / rows], local: blockedLocal(columnBlocks: blocks),
-                       args: [.buffer(a), .buffer(bMatrix), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
+                       args: [.buffer(a), .buffer(bkn), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
                               .float(s.beta)],
                        name: "\(name)_blocked\(s.transA ? "_tn" : "")_\(rows)x\(vectors * width)",
                        flops: op.flops * share, bytes: op.bytes * share)
         }
-        if covered < n {
-            let share = Double(n - covered) / Double(n)
-            try launch("gemm.cl", "gemm_general", global: [n - covered, m],
-                       args: [.buffer(a), .buffer(bMatrix), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
-                              .float(s.beta), .int(s.transA ? 1 : 0), .int(transB ? 1 : 0), .int(covered)],
-                       name: name + "_general", flops: op.flops * share, bytes: op.bytes * share)
+        if covered == n { return }
+        if !s.transA {
+            // The leftover columns as dot products against B transposed (n × k; small when n is).
+            let bt = try scratch(k * n)
+            try transpose(bkn, rows: k, columns: n, into: bt, name: name + "_transpose_b")
+            try gemmNT(a: a, bt: bt, c: c, shape: s, fromColumn: covered, name: name, op: op)
+            return
         }
+        let share = Double(n - covered) / Double(n)
+        try launch("gemm.cl", "gemm_general", global: [n - covered, m],
+                   args: [.buffer(a), .buffer(bkn), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
+                          .float(s.beta), .int(1), .int(0), .int(covered)],
+                   name: name + "_general", flops: op.flops * share, bytes: op.bytes * share)
     }
 
-    /// out[c, r] = input[r, c] for input [rows, columns].
-    private func transpose(_ input: DeviceBuffer, rows: Int, columns: Int, into out: DeviceBuffer,
-                           name: String) throws {
-        try launch("copy.cl", "transpose", global: [rows, columns],
-                   args: [.buffer(input), .buffer(out), .int(rows), .int(columns)], name: name,
-                   bytes: Double(2 * rows * columns * MemoryLayout<Float>.stride))
+    /// Columns [fromColumn, n) of C = alpha·A·Btᵀ + beta·C with A m × k and Bt n × k.
+    private func gemmNT(a: DeviceBuffer, bt: DeviceBuffer, c: DeviceBuffer, shape s: GemmShape, fromColumn: Int,
+                        name: String, op: Op) throws {
+        let rows = Self.blockRows(4, total: s.m)
+        let columns = 4
+        let width = currentTuning.vectorWidth
+        let share = Double(s.n - fromColumn) / Double(s.n)
+        try launch("gemm.cl", "gemm_nt", options: "-DRM=\(rows) -DRN=\(columns) -DVK=\(width)",
+                   global: [(s.n - fromColumn + columns - 1) / columns, (s.m + rows - 1) / rows],
+                   local: currentTuning.serialWorkItems ? [1, currentTuning.blockGroupRows] : nil,
+                   args: [.buffer(a), .buffer(bt), .buffer(c), .int(s.m), .int(s.n), .int(s.k), .float(s.alpha),
+                          .float(s.beta), .int(fromColumn)],
+                   name: "\(name)_nt_\(rows)x\(columns)", flops: op.flops * share, bytes: op.bytes * share)
+    }
+
+    /// out[b, c, r] = input[b', r, c] for input [batches, rows, columns], b' = b or (reversed) batches-1-b.
+    private func transpose(_ input: DeviceBuffer, rows: Int, columns: Int, batches: Int = 1,
+                           reverse: Bool = false, into out: DeviceBuffer, name: String) throws {
+        try launch("copy.cl", "transpose", global: [(columns + 15) / 16, (rows + 15) / 16, batches],
+                   args: [.buffer(input), .buffer(out), .int(rows), .int(columns), .int(batches),
+                          .int(reverse ? 1 : 0)],
+                   name: name, bytes: Double(2 * batches * rows * columns * MemoryLayout<Float>.stride))
     }
 
     // MARK: - Convolutions
@@ -502,8 +546,14 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         if pad == 0 { return x }
         let hp = height + 2 * pad, wp = width + 2 * pad
         let out = try scratch(batch * hp * wp * channels)
-        try launch("conv.cl", "pad_nhwc", global: [channels, wp, batch * hp],
-                   args: [.buffer(x), .buffer(out), .int(batch), .int(height), .int(width), .int(channels), .int(pad)],
+        // CPU devices copy whole rows per work-item, GPUs one float per work-item (see conv.cl).
+        let rowLength = wp * channels
+        let serial = currentTuning.serialWorkItems
+        let length = serial ? rowLength : 1
+        try launch("conv.cl", "pad_nhwc", global: [(rowLength + length - 1) / length, batch * hp],
+                   local: serial ? [1, 4] : nil,
+                   args: [.buffer(x), .buffer(out), .int(batch), .int(height), .int(width), .int(channels), .int(pad),
+                          .int(length)],
                    name: name + "_pad", bytes: Double((batch * height * width + batch * hp * wp) * channels * 4))
         return out
     }
@@ -520,8 +570,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         let k = s.kernel
         let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
                             pad: s.pad, name: name)
-        let rows = currentTuning.blockRows
-        let (width, vectors, covered) = blockColumns(s.outChannels)
+        let (preferredRows, width, vectors, covered) = blockShape(s.outChannels)
+        let rows = Self.blockRows(preferredRows, total: pixels)
         let hasBias: Int = bias == nil ? 0 : 1
         let biasArg: KernelArg = .buffer(bias ?? y)
         let dims: [KernelArg] = [.int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels),
@@ -554,10 +604,10 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         let count = k * k * s.inChannels * s.outChannels
         var filter = w
         if count > 0 {
+            // wf[kh, kw, co, ci] = w[K-1-kh, K-1-kw, ci, co]: taps reversed, each [cin, cout] slice transposed.
             let wf = try scratch(count)
-            try launch("conv.cl", "flip_filter", options: "-DKS=\(k)", global: [count],
-                       args: [.buffer(w), .buffer(wf), .int(s.inChannels), .int(s.outChannels)],
-                       name: name + "_flip", bytes: Double(2 * count * 4))
+            try transpose(w, rows: s.inChannels, columns: s.outChannels, batches: k * k, reverse: true, into: wf,
+                          name: name + "_flip")
             filter = wf
         }
         // dx = conv(dy, flipped filter) with the channel counts swapped.
@@ -574,23 +624,27 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         if total == 0 { return }
         let imageRows = s.batch * s.height
         if imageRows == 0 || s.width == 0 {
-            try launchVector("elementwise.cl", "fill", count: total, args: [.buffer(dw), .int(total), .float(0)],
-                         name: name, op: op)
+            try launchVector("elementwise.cl", "fill", count: total,
+                             args: [.buffer(dw), .int(total), .float(0)], name: name, op: op)
             return
         }
         let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
                             pad: s.pad, name: name)
         let t = currentTuning
-        let rows = min(t.blockRows, s.inChannels)
-        let (width, vectors, covered) = blockColumns(s.outChannels)
+        let (blockRows, width, vectors, covered) = blockShape(s.outChannels)
+        // Rows are input channels here: prefer a block that divides them (no clamped, wasted rows).
+        let divisor = largestDivisor(of: s.inChannels, atMost: blockRows)
+        let rows = divisor * 2 > blockRows ? divisor : min(blockRows, s.inChannels)
         let vc = Self.vectorWidth(dividing: s.inChannels)
         let blockedItems = covered > 0 ? covered / (width * vectors) * taps * ((s.inChannels + rows - 1) / rows) : 0
         let vecItems = (s.outChannels - covered) * (s.inChannels / vc)
-        // Split the pixel sum into chunks of image rows: enough work-items for the device, and no partial
-        // sum much longer than 8192 pixels.
+        // Split the pixel sum into chunks of image rows: enough work-items for the device, no partial sum
+        // much longer than 8192 pixels ...
         let forParallelism = (t.parallelItems + blockedItems + vecItems - 1) / max(blockedItems + vecItems, 1)
         let forAccuracy = (imageRows * s.width + 8191) / 8192
         var chunks = min(max(forParallelism, forAccuracy, 1), imageRows)
+        // ... and partial sums of at most 32 MiB (or 4 filters' worth) in all.
+        chunks = max(min(chunks, max((1 << 23) / total, 4)), 1)
         let chunk = (imageRows + chunks - 1) / chunks
         chunks = (imageRows + chunk - 1) / chunk
 
@@ -602,7 +656,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             let share = Double(covered) / Double(s.outChannels)
             try launch("conv.cl", "conv_dw_blocked", options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors)",
                        global: [blocks, taps * ((s.inChannels + rows - 1) / rows), chunks],
-                       local: info.type == .cpu ? [1, 1, 1] : nil,
+                       local: t.serialWorkItems ? [1, 1, 1] : nil,
                        args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims + [.int(chunk), .int(chunks)],
                        name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
                        bytes: op.bytes * share)
@@ -611,7 +665,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             let share = Double(s.outChannels - covered) / Double(s.outChannels)
             try launch("conv.cl", "conv_dw_vec", options: "-DKS=\(k) -DVC=\(vc)",
                        global: [s.outChannels - covered, s.inChannels / vc, chunks],
-                       local: info.type == .cpu ? [1, 1, 1] : nil,
+                       local: t.serialWorkItems ? [1, 1, 1] : nil,
                        args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims
                            + [.int(covered), .int(chunk), .int(chunks)],
                        name: "\(name)_vec\(vc)", flops: op.flops * share, bytes: op.bytes * share)
@@ -662,7 +716,9 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
 
         // Work-group size: dimension 0 first. Every dimension but the last is launched exactly (its
         // work-group size divides it) and only the last is rounded up, so kernels guard only the last
-        // index (see Kernels/common.h).
+        // index (see Kernels/common.h). Sizes are powers of two and the last one does not shrink for
+        // small launches: PoCL compiles a kernel once per work-group size, so fewer sizes mean fewer
+        // compilations (about 0.1 s each).
         let cap = max(min(k.maxWorkGroupSize, info.maxWorkGroupSize), 1)
         var localSize = local ?? defaultLocal(global, cap: min(cap, currentTuning.groupSize))
         while localSize.reduce(1, *) > cap, let i = localSize.indices.max(by: { localSize[$0] < localSize[$1] }) {
@@ -672,9 +728,9 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         let last = globalSize.count - 1
         for i in globalSize.indices {
             if i < last {
-                localSize[i] = largestDivisor(of: globalSize[i], atMost: localSize[i])
+                localSize[i] = largestPowerOfTwoDivisor(of: globalSize[i], atMost: localSize[i])
             } else {
-                localSize[i] = max(min(localSize[i], nextPowerOfTwo(globalSize[i])), 1)
+                localSize[i] = max(localSize[i], 1)
                 globalSize[i] = (globalSize[i] + localSize[i] - 1) / localSize[i] * localSize[i]
             }
             if globalSize[i] > Int(Int32.max) {
@@ -707,8 +763,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         var remaining = max(cap, 1)
         var local: [Int] = []
         for (i, g) in global.enumerated() {
-            let size = i < global.count - 1 ? largestDivisor(of: g, atMost: remaining)
-                                            : max(min(remaining, nextPowerOfTwo(g)), 1)
+            let size = i < global.count - 1 ? largestPowerOfTwoDivisor(of: g, atMost: remaining) : remaining
             local.append(size)
             remaining = max(remaining / size, 1)
         }
@@ -782,6 +837,14 @@ func largestDivisor(of n: Int, atMost limit: Int) -> Int {
     if n <= limit { return max(n, 1) }
     var d = max(limit, 1)
     while d > 1 && n % d != 0 { d -= 1 }
+    return d
+}
+
+/// The largest power of two that divides n and is at most limit (1 when n < 1). Work-group sizes are
+/// kept to powers of two: PoCL compiles a kernel again for every work-group size it meets.
+func largestPowerOfTwoDivisor(of n: Int, atMost limit: Int) -> Int {
+    var d = 1
+    while n > 0, d * 2 <= limit, n % (d * 2) == 0 { d *= 2 }
     return d
 }
 

@@ -55,15 +55,16 @@ public struct OpenCLPlatformInfo: Sendable {
 
 /// Enumerates the installed OpenCL platforms and devices.
 public enum OpenCLPlatforms {
-    /// The hint given when no OpenCL platform or device can be found.
+    /// The hint given when no OpenCL platform or device can be found: which packages to install.
     public static let installHint =
-        "no OpenCL platform or device was found. Install the ICD loader and a driver: on Debian/Ubuntu "
+        "Install the ICD loader and a driver: on Debian/Ubuntu "
         + "`apt-get install ocl-icd-libopencl1 pocl-opencl-icd` (PoCL runs on any CPU) or your GPU vendor's "
         + "OpenCL driver (e.g. intel-opencl-icd, mesa-opencl-icd, nvidia-opencl-icd, rocm-opencl-runtime); "
         + "`clinfo` lists what is installed. PoCL reports no devices when its kernel cache folder cannot be "
         + "created: make POCL_CACHE_DIR (default ~/.cache/pocl) point at a writable folder."
 
-    /// Every platform with its devices. Throws `DeviceError.openCLUnavailable` when there is none.
+    /// Every platform with its devices. Throws `DeviceError.openCLUnavailable` when there is no platform
+    /// or no platform has a device.
     public static func list() throws -> [OpenCLPlatformInfo] {
         try enumerate().map(\.info)
     }
@@ -99,7 +100,7 @@ public enum OpenCLPlatforms {
                 all.append(Located(platform: handles.0, device: handles.1, info: info))
             }
         }
-        if all.isEmpty { throw DeviceError.openCLUnavailable(installHint) }
+        if all.isEmpty { throw DeviceError.openCLUnavailable("no OpenCL device was found. " + installHint) }
         guard index >= 0, index < all.count else {
             let names = all.map { "opencl:\($0.info.index) \($0.info.name)" }.joined(separator: ", ")
             throw DeviceError.invalidArgument(
@@ -112,7 +113,8 @@ public enum OpenCLPlatforms {
         var count: cl_uint = 0
         let code = clGetPlatformIDs(0, nil, &count)
         if code == -1001 || (code == CL_SUCCESS && count == 0) {
-            throw DeviceError.openCLUnavailable(installHint)
+            throw DeviceError.openCLUnavailable(
+                "no OpenCL platform was found (no ICD driver is registered). " + installHint)
         }
         try clCheck(code, "clGetPlatformIDs")
         var ids = [cl_platform_id?](repeating: nil, count: Int(count))
@@ -146,7 +148,13 @@ public enum OpenCLPlatforms {
                                          devices: infos),
                 handles: devices.map { (platform, $0) }))
         }
-        if platforms.isEmpty { throw DeviceError.openCLUnavailable(installHint) }
+        if platforms.isEmpty {
+            throw DeviceError.openCLUnavailable("no OpenCL platform was found. " + installHint)
+        }
+        if platforms.allSatisfy({ $0.info.devices.isEmpty }) {
+            let names = platforms.map { "'\($0.info.name)'" }.joined(separator: ", ")
+            throw DeviceError.openCLUnavailable("the OpenCL platform(s) \(names) report no devices. " + installHint)
+        }
         return platforms
     }
 

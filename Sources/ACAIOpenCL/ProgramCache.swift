@@ -94,7 +94,8 @@ final class ProgramCache: @unchecked Sendable {
                 return try String(contentsOfFile: path, encoding: .utf8)
             } catch {
                 throw DeviceError.invalidArgument(
-                    "ACAI_KERNEL_DIR is set to \(dir), but the kernel file \(path) cannot be read: \(error.localizedDescription)")
+                    "ACAI_KERNEL_DIR is set to \(dir), but the kernel file \(path) cannot be read: "
+                        + error.localizedDescription)
             }
         }
         guard let text = EmbeddedKernels.sources[file] else {

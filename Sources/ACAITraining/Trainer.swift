@@ -93,6 +93,8 @@ public final class Trainer {
     var evaluationRandom: RandomStream
     var elapsedBefore = 0.0
     var lossSums: [String: Double] = [:]
+    /// Seconds spent in evaluations during this process (excluded from throughput).
+    var evaluationSeconds = 0.0
     var lossCounts = 0
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
@@ -215,8 +217,10 @@ public final class Trainer {
         return summary
     }
 
+    /// Training throughput since `start`, not counting time spent evaluating.
     func rate(since start: (Int, UInt64)) -> Double {
-        Double(samples - start.0) / max(Double(monotonicNanoseconds() - start.1) / 1e9, 1e-9)
+        let seconds = Double(monotonicNanoseconds() - start.1) / 1e9 - evaluationSeconds
+        return Double(samples - start.0) / max(seconds, 1e-9)
     }
 
     func progressLine(rate: Double, elapsed: Double) -> String {
@@ -247,6 +251,8 @@ public final class Trainer {
 
     /// Lines metrics, probe accuracy, pictures, logs and the curves plot.
     func evaluate(elapsed: Double, rate: Double) throws {
+        let started = monotonicNanoseconds()
+        defer { evaluationSeconds += Double(monotonicNanoseconds() - started) / 1e9 }
         var score: LinesMetric.Score?
         let interpolation = try protocolSpec.interpolate(model, images: testImages, random: &evaluationRandom)
         if let metric {
@@ -258,14 +264,16 @@ public final class Trainer {
         lossSums = [:]
         lossCounts = 0
         let record = EvaluationRecord(step: step, samples: samples, seconds: elapsed, samplesPerSecond: rate,
-                                      meanDistance: score?.meanDistance, smoothness: score?.smoothness,
+                                      meanDistance: finite(score?.meanDistance), smoothness: finite(score?.smoothness),
                                       probeAccuracy: accuracy, losses: losses)
         records.append(record)
         try appendRecord(record)
         try writePictures(interpolation)
         try writeCurves()
         var line = "eval at \(String(format: "%.1f", Double(samples) / 1024)) kimg:"
-        if let score { line += " mean distance \(String(format: "%.3e", score.meanDistance)), smoothness \(String(format: "%.4f", score.smoothness)),"}
+        if let score {
+            line += " mean distance \(String(format: "%.3e", score.meanDistance)), smoothness \(score.smoothness.isNaN ? "undefined (constant interpolations)" : String(format: "%.4f", score.smoothness)),"
+        }
         line += " probe accuracy \(String(format: "%.2f", accuracy))%"
         log(line)
     }
@@ -385,6 +393,9 @@ public final class Trainer {
             grids: ["interpolation.png", "slerp.png", "reconstruction.png", "samples.png", "curves.png"].map { options.out + "/" + $0 })
     }
 }
+
+/// JSON has no NaN: an undefined metric (e.g. smoothness when every interpolation is constant) is stored as null.
+func finite(_ v: Double?) -> Double? { v.flatMap { $0.isFinite ? $0 : nil } }
 
 public func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())

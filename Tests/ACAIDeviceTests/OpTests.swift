@@ -11,14 +11,15 @@ import XCTest
 /// inputs (uniform in [−2, 2]; positive or away from zero where the op needs it; never all zeros), uploads them,
 /// poisons every output with NaN through a host write, runs the op, reads back and compares. A NaN left in an
 /// output always fails. Sizes are awkward on purpose (1, 7, 31, 33, 65; batch 1 and 3) so that vector widths and
-/// work-group edges are crossed.
+/// work-group edges are crossed, plus 40 001 (past the CPU's parallel threshold) and one realistic shape per family.
 ///
 /// Tolerances, |actual − expected| ≤ atol + rtol·|expected| (see `Tolerance`):
 /// - data movement (copies, gather, one-hot, upsample, arg-max/min, uniform random bits): exact;
 /// - elementwise arithmetic (affine, reciprocal, sqrt, square, abs, sign, leaky ReLU, add … greater, pooling,
 ///   dropout masks, Adam): atol 1e-6, rtol 1e-5;
 /// - transcendental (exp, log, sigmoid): atol 1e-6, rtol 5e-5;
-/// - compound (sigmoid and softmax cross-entropies and their gradients, normal random): atol 1e-5, rtol 1e-4;
+/// - compound (sigmoid and softmax cross-entropies and their gradients): atol 1e-5, rtol 1e-4;
+/// - random: see `RandomTests`;
 /// - products and reductions over K terms (gemm: K = k; conv: K = k²·cin forward, k²·cout for dx, batch·h·w for
 ///   dw; reduceSum: K = reduced count): atol = 1e-6·√K·rms(expected), rtol 1e-4. A float32 sum's rounding
 ///   error grows like √K times the size of the sum, so this keeps the same margin at every K.
@@ -222,13 +223,16 @@ final class OpTests: XCTestCase {
         let spatial = [(1, 1), (2, 2), (5, 5), (8, 8), (1, 5), (8, 2)]
         // Besides 1, 3, 16, 17: 8 and 12 reach the kernels' other channel vector widths, 33 a blocked part plus a tail.
         let channels = [(1, 1), (3, 16), (16, 3), (17, 17), (8, 5), (12, 33)]
-        var index = 0
+        var combination = 0
         for (h, w) in spatial {
             for (cin, cout) in channels {
+                combination += 1
                 for kernel in [1, 3] {
-                    index += 1
-                    shapes.append((ConvShape(batch: index % 2 == 0 ? 3 : 1, height: h, width: w, inChannels: cin,
-                                             outChannels: cout, kernel: kernel), (index / 2) % 2 == 0))
+                    // Batch 1/3 and bias on/off alternate so that each kernel size meets all four pairings.
+                    let flip = kernel == 3 ? 1 : 0
+                    shapes.append((ConvShape(batch: (combination + flip) % 2 == 0 ? 1 : 3, height: h, width: w,
+                                             inChannels: cin, outChannels: cout, kernel: kernel),
+                                   (combination / 2 + flip) % 2 == 0))
                 }
             }
         }
