@@ -6,8 +6,9 @@
 // where base(p) is the padded address of output pixel p = (n, h, w). Nothing is materialised.
 // - conv_fwd_blocked: register-blocked like gemm_blocked (RM pixels x VW * NV output channels per
 //   work-item, VW-wide accumulators); the host launches one work-item per column block it covers.
-// - conv_fwd_direct: one output per work-item, vectorised over input channels (VC wide) against a
-//   transposed filter [COUT, KS, KS, CIN]; for few output channels (e.g. 1) and leftover channels.
+// - conv_fwd_direct: one output channel of one image row per work-item, vectorised over input channels
+//   (VC wide) against a transposed filter [COUT, KS, KS, CIN]; for few output channels (e.g. 1) and
+//   the channels left over by the blocked kernel.
 // - The input gradient is the forward convolution of the padded dy with the flipped, in/out-swapped
 //   filter wf[kh, kw, co, ci] = w[KS-1-kh, KS-1-kw, ci, co] (the `transpose` kernel of copy.cl with its
 //   taps reversed).
@@ -52,9 +53,9 @@ __kernel void pad_nhwc(__global const float* X, __global float* Xp, const int NB
         return;
     }
     const int a = P * C, b = (P + W) * C;
-    const __global float* src = X + ((n * H + h) * W) * C - a;
+    const __global float* src = X + ((n * H + h) * W) * C;
     for (int q = q0; q < min(q1, a); ++q) dst[q] = 0.0f;
-    for (int q = max(q0, a); q < min(q1, b); ++q) dst[q] = src[q];
+    for (int q = max(q0, a); q < min(q1, b); ++q) dst[q] = src[q - a];
     for (int q = max(q0, b); q < q1; ++q) dst[q] = 0.0f;
 }
 

@@ -17,6 +17,15 @@ func load(_ p: UnsafePointer<Float>) -> Vector {
     UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
 }
 
+/// Sum of the lanes as a tree (halves added), far shorter than a lane-by-lane chain.
+@inline(__always)
+func horizontalSum(_ v: Vector) -> Float {
+    let s8 = v.lowHalf + v.highHalf
+    let s4 = s8.lowHalf + s8.highHalf
+    let s2 = s4.lowHalf + s4.highHalf
+    return s2[0] + s2[1]
+}
+
 /// Stores the first `lanes` (≤ 16) lanes of `v` at `p`.
 @inline(__always)
 private func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {

@@ -223,15 +223,20 @@ struct CPUConvolution {
 
     /// The product for at most `narrowChannels` outputs (a decoder's last layer: 1 or 3 colours), where a
     /// 16-lane output tile would be mostly padding: one dot product per output, its lanes running along
-    /// the contiguous k·cin inputs of a kernel row.
+    /// the contiguous k·cin inputs of a kernel row, four outputs sharing each input load.
     private func narrowProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                                filter: FilterLayout) throws {
-        let segment = k * cin, kk = k * segment
-        try scratch.withFloats(cout * kk) { transposed in
-            for co in 0..<cout {
-                for row in 0..<kk { transposed[co * kk + row] = weight(filter, row, co, cin: cin, cout: cout) }
+        let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
+        // transposed[co][row] = weight(row, co), zero rows past `cout`.
+        try scratch.withFloats(lanes * kk) { transposed in
+            for co in 0..<lanes {
+                for row in 0..<kk {
+                    transposed[co * kk + row] = co < cout ? weight(filter, row, co, cin: cin, cout: cout) : 0
+                }
             }
+            func biasAt(_ co: Int) -> Float { co < cout ? (bias?[co] ?? 0) : 0 }
+            let b0 = biasAt(0), b1 = biasAt(1), b2 = biasAt(2), b3 = biasAt(3)
             try withPadded(input, channels: cin) { xp in
                 let rowStride = (w + 2 * shape.pad) * cin
                 let chunk = ConvolutionLimits.filterChunkPixels
@@ -241,24 +246,35 @@ struct CPUConvolution {
                         let b = bases.baseAddress!
                         fillBases(b, first..<(first + count), channels: cin)
                         for t in 0..<count {
-                            for co in 0..<cout {
-                                var acc = Vector()
-                                var tail: Float = 0
-                                for kh in 0..<k {
-                                    let xr = xp + b[t] + kh * rowStride
-                                    let wr = UnsafePointer(transposed + co * kk + kh * segment)
-                                    var q = 0
-                                    while q + 16 <= segment {
-                                        acc += load(xr + q) * load(wr + q)
-                                        q += 16
-                                    }
-                                    while q < segment {
-                                        tail += xr[q] * wr[q]
-                                        q += 1
-                                    }
+                            var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
+                            var t0: Float = 0, t1: Float = 0, t2: Float = 0, t3: Float = 0
+                            for kh in 0..<k {
+                                let xr = xp + b[t] + kh * rowStride
+                                let w0 = UnsafePointer(transposed + kh * segment)
+                                let w1 = w0 + kk, w2 = w1 + kk, w3 = w2 + kk
+                                var q = 0
+                                while q + 16 <= segment {
+                                    let xv = load(xr + q)
+                                    a0 += xv * load(w0 + q)
+                                    a1 += xv * load(w1 + q)
+                                    a2 += xv * load(w2 + q)
+                                    a3 += xv * load(w3 + q)
+                                    q += 16
                                 }
-                                output[(first + t) * cout + co] = (bias?[co] ?? 0) + (acc.sum() + tail)
+                                while q < segment {
+                                    let xs = xr[q]
+                                    t0 += xs * w0[q]
+                                    t1 += xs * w1[q]
+                                    t2 += xs * w2[q]
+                                    t3 += xs * w3[q]
+                                    q += 1
+                                }
                             }
+                            let out = output + (first + t) * cout
+                            out[0] = b0 + (horizontalSum(a0) + t0)
+                            if cout > 1 { out[1] = b1 + (horizontalSum(a1) + t1) }
+                            if cout > 2 { out[2] = b2 + (horizontalSum(a2) + t2) }
+                            if cout > 3 { out[3] = b3 + (horizontalSum(a3) + t3) }
                         }
                     }
                 }
@@ -393,17 +409,16 @@ struct CPUConvolution {
     }
 
     /// The filter gradient for at most `narrowChannels` outputs: lanes along 16 contiguous inputs q of a
-    /// kernel row, one accumulator per output channel (dy padded to 4 channels), summed over pixel chunks
-    /// and pixel groups exactly as in `directFilterGradient`.
+    /// kernel row, one accumulator per output channel (dy padded to 4 channels). Items are pixel groups
+    /// (a shape-determined count); each sums its chunks into every product, and the groups' partial sums
+    /// are added in order.
     private func narrowFilterGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
         let chunk = ConvolutionLimits.filterChunkPixels
-        let parts = (segment + 15) / 16  // 16-input vectors per kernel row, the last one maybe partial
-        let perGroup = k * parts
         let maxGroups = max(1, min(pixels / (4 * chunk), ConvolutionLimits.partialFloats / max(kk * lanes, 1)))
-        let groups = min(maxGroups, max(1, (ConvolutionLimits.filterItems + perGroup - 1) / perGroup))
+        let groups = min(maxGroups, ConvolutionLimits.filterItems)
         let pixelsPerGroup = ((pixels + groups - 1) / groups + chunk - 1) / chunk * chunk
         try scratch.withFloats(pixels * lanes) { dy4 in
             parallel.chunks(pixels, serialLimit: Parallel.serialLimit / lanes, align: 1) { range in
@@ -414,9 +429,7 @@ struct CPUConvolution {
             try scratch.withZeroedFloats(groups * kk * lanes) { partial in
                 try withPadded(x, channels: cin) { xp in
                     let rowStride = (w + 2 * shape.pad) * cin
-                    parallel.forEach(groups * perGroup) { item in
-                        let g = item / perGroup, kh = (item % perGroup) / parts, q0 = (item % parts) * 16
-                        let acc = partial + g * kk * lanes + (kh * segment + q0) * lanes
+                    parallel.forEach(groups) { g in
                         let pLo = g * pixelsPerGroup, pHi = min(pixels, pLo + pixelsPerGroup)
                         withUnsafeTemporaryAllocation(of: Int.self, capacity: chunk) { bases in
                             let b = bases.baseAddress!
@@ -424,42 +437,10 @@ struct CPUConvolution {
                             while p < pHi {
                                 let count = min(chunk, pHi - p)
                                 fillBases(b, p..<(p + count), channels: cin)
-                                let offset = kh * rowStride + q0
                                 let d = UnsafePointer(dy4 + p * lanes)
-                                if q0 + 16 <= segment {
-                                    var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
-                                    for t in 0..<count {
-                                        let xv = load(xp + b[t] + offset)
-                                        let dt = d + t * lanes
-                                        a0 += xv * dt[0]
-                                        a1 += xv * dt[1]
-                                        a2 += xv * dt[2]
-                                        a3 += xv * dt[3]
-                                    }
-                                    for l in 0..<16 {
-                                        let row = acc + l * lanes
-                                        row[0] += a0[l]
-                                        row[1] += a1[l]
-                                        row[2] += a2[l]
-                                        row[3] += a3[l]
-                                    }
-                                } else {
-                                    for q in 0..<(segment - q0) {
-                                        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-                                        for t in 0..<count {
-                                            let xs = xp[b[t] + offset + q]
-                                            let dt = d + t * lanes
-                                            s0 += xs * dt[0]
-                                            s1 += xs * dt[1]
-                                            s2 += xs * dt[2]
-                                            s3 += xs * dt[3]
-                                        }
-                                        let row = acc + q * lanes
-                                        row[0] += s0
-                                        row[1] += s1
-                                        row[2] += s2
-                                        row[3] += s3
-                                    }
+                                for kh in 0..<k {
+                                    let acc = partial + (g * kk + kh * segment) * lanes
+                                    narrowFilterRow(xp, b, count, kh * rowStride, segment, d, acc)
                                 }
                                 p += count
                             }
@@ -474,6 +455,48 @@ struct CPUConvolution {
                     }
                 }
             }
+        }
+    }
+
+    /// acc[q][c] += Σ_t x[bases[t] + offset + q] · d[t][c] for one kernel row (q < segment, c < 4).
+    @inline(__always)
+    private func narrowFilterRow(_ xp: UnsafePointer<Float>, _ b: UnsafePointer<Int>, _ count: Int, _ offset: Int,
+                                 _ segment: Int, _ d: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>) {
+        var q0 = 0
+        while q0 + 16 <= segment {
+            var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
+            for t in 0..<count {
+                let xv = load(xp + b[t] + offset + q0)
+                let dt = d + 4 * t
+                a0 += xv * dt[0]
+                a1 += xv * dt[1]
+                a2 += xv * dt[2]
+                a3 += xv * dt[3]
+            }
+            for l in 0..<16 {
+                let row = acc + (q0 + l) * 4
+                row[0] += a0[l]
+                row[1] += a1[l]
+                row[2] += a2[l]
+                row[3] += a3[l]
+            }
+            q0 += 16
+        }
+        for q in q0..<segment {
+            var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+            for t in 0..<count {
+                let xs = xp[b[t] + offset + q]
+                let dt = d + 4 * t
+                s0 += xs * dt[0]
+                s1 += xs * dt[1]
+                s2 += xs * dt[2]
+                s3 += xs * dt[3]
+            }
+            let row = acc + q * 4
+            row[0] += s0
+            row[1] += s1
+            row[2] += s2
+            row[3] += s3
         }
     }
 
@@ -612,6 +635,7 @@ enum ConvolutionLimits {
     static let filterItems = 16
     /// Largest total size of the per-group partial filter gradients.
     static let partialFloats = 4 << 20
-    /// Output channel counts up to this use the dot-product kernels instead of 16-lane tiles.
+    /// Output channel counts up to this use the dot-product kernels instead of 16-lane tiles (those
+    /// kernels hold exactly four accumulators).
     static let narrowChannels = 4
 }

@@ -134,6 +134,14 @@ enum CPUElementwise {
         let shape = layout.shape, aStrides = layout.aStrides, bStrides = layout.bStrides
         let rank = shape.count
         let n = shape[rank - 1], sa = aStrides[rank - 1], sb = bStrides[rank - 1]
+        if rank == 2 {
+            // [rows, n]: the bias-add / per-row-scale shapes, without the general odometer.
+            let rowA = aStrides[0], rowB = bStrides[0]
+            parallel.chunks(shape[0], serialLimit: Swift.max(1, Parallel.serialLimit / Swift.max(n, 1)), align: 1) { rows in
+                for r in rows { run(K.self, a + r * rowA, b + r * rowB, out + r * n, n, sa, sb, alpha) }
+            }
+            return
+        }
         parallel.chunks(count) { range in
             // Odometer over the outer dimensions; the innermost one is a strided run.
             var index = [Int](repeating: 0, count: rank)

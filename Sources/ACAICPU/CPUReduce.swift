@@ -136,8 +136,8 @@ enum CPUReduce {
             let end = min(rows, r + 64)
             var c = columns.lowerBound
             while c + 16 <= columns.upperBound {
-                var s = SIMD16<Float>.zero
-                for rr in r..<end { s += UnsafeRawPointer(x + rr * cols + c).loadUnaligned(as: SIMD16<Float>.self) }
+                var s = Vector()
+                for rr in r..<end { s += load(x + rr * cols + c) }
                 for l in 0..<16 { acc[c + l] += Double(s[l]) }
                 c += 16
             }
@@ -151,19 +151,33 @@ enum CPUReduce {
         }
     }
 
-    /// Σ x[0..<count]: 4096-element blocks summed in 64 float lanes, block sums added in Double.
+    /// Σ x[0..<count]: 4096-element blocks summed in 64 float lanes, block sums added in Double; short
+    /// rows (the common [rows, channels] case) in one or two vectors.
     static func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        if count < 64 {
+            var i = 0
+            var v = Vector()
+            while i + 16 <= count {
+                v += load(x + i)
+                i += 16
+            }
+            var tail: Float = 0
+            while i < count {
+                tail += x[i]
+                i += 1
+            }
+            return Double(horizontalSum(v) + tail)
+        }
         var total = 0.0
         var i = 0
         while i < count {
             let end = min(count, i + 4096)
-            var s0 = SIMD16<Float>.zero, s1 = SIMD16<Float>.zero, s2 = SIMD16<Float>.zero, s3 = SIMD16<Float>.zero
+            var s0 = Vector(), s1 = Vector(), s2 = Vector(), s3 = Vector()
             while i + 64 <= end {
-                let p = UnsafeRawPointer(x + i)
-                s0 += p.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
-                s1 += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                s2 += p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
-                s3 += p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                s0 += load(x + i)
+                s1 += load(x + i + 16)
+                s2 += load(x + i + 32)
+                s3 += load(x + i + 48)
                 i += 64
             }
             var tail: Float = 0
@@ -171,7 +185,7 @@ enum CPUReduce {
                 tail += x[i]
                 i += 1
             }
-            total += Double(((s0 + s1) + (s2 + s3)).sum()) + Double(tail)
+            total += Double(horizontalSum((s0 + s1) + (s2 + s3))) + Double(tail)
         }
         return total
     }

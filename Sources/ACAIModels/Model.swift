@@ -48,6 +48,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     public init(net: ConvNetShape) { self.net = net }
 
+    /// The reference's run-script defaults for a 32×32 dataset with `colors` channels: MNIST and
+    /// Fashion-MNIST depth 16, SVHN, CelebA and CIFAR-10 depth 64; latent width 4 and 16 latent channels
+    /// (256 dimensions; `--latent 2` gives the paper's 32-dimensional setting).
+    public static func images(_ kind: ModelKind, colors: Int, depth: Int) -> ModelConfig {
+        ModelConfig(net: ConvNetShape(width: 32, colors: colors, depth: depth, latent: 16, latentWidth: 4))
+    }
+
     /// The reference's lines32 setting: depth 16, latent 16, latent width 2 (VQ-VAE: latent width 4).
     public static func lines32(_ kind: ModelKind) -> ModelConfig {
         ModelConfig(net: ConvNetShape(width: 32, colors: 1, depth: 16, latent: 16, latentWidth: kind == .vqvae ? 4 : 2))

@@ -35,7 +35,7 @@ public final class VQVAE: Autoencoder {
         // tf.uniform_unit_scaling_initializer: U(±√(3 / fan_in)) with fan_in the codebook size.
         let limit = (3 / Float(codes)).squareRoot()
         codebook = try Tensor.random([codes, h], .uniform, seed: mixSeeds(seed, 0x5054), on: device) * (2 * limit) - limit
-        emaMeans = codebook
+        emaMeans = try codebook.affine(scale: 1, shift: 0)  // its own buffer: a copy, not an alias
         emaCount = try Tensor.zeros([codes], on: device)
     }
 

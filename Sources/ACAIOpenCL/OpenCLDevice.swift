@@ -546,6 +546,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         if pad == 0 { return x }
         let hp = height + 2 * pad, wp = width + 2 * pad
         let out = try scratch(batch * hp * wp * channels)
+        if batch * hp * wp * channels == 0 { return out }
         // CPU devices copy whole rows per work-item, GPUs one float per work-item (see conv.cl).
         let rowLength = wp * channels
         let serial = currentTuning.serialWorkItems
@@ -727,6 +728,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         var globalSize = global
         let last = globalSize.count - 1
         for i in globalSize.indices {
+            let limit = i < info.maxWorkItemSizes.count ? info.maxWorkItemSizes[i] : 1
+            while localSize[i] > limit { localSize[i] /= 2 }
             if i < last {
                 localSize[i] = largestPowerOfTwoDivisor(of: globalSize[i], atMost: localSize[i])
             } else {

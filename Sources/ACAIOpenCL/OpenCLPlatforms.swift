@@ -28,6 +28,8 @@ public struct OpenCLDeviceInfo: Sendable, CustomStringConvertible {
     public var globalMemoryBytes: Int
     public var localMemoryBytes: Int
     public var maxWorkGroupSize: Int
+    /// CL_DEVICE_MAX_WORK_ITEM_SIZES: the largest work-group extent in each dimension.
+    public var maxWorkItemSizes: [Int]
     /// CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer.
     public var maxAllocationBytes: Int
     public var supportsFP16: Bool
@@ -158,6 +160,14 @@ public enum OpenCLPlatforms {
         return platforms
     }
 
+    static func workItemSizes(_ device: cl_device_id) throws -> [Int] {
+        let dimensions = Int(try clDeviceValue(device, CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS, as: cl_uint.self))
+        var sizes = [Int](repeating: 0, count: max(dimensions, 3))
+        try clCheck(clGetDeviceInfo(device, cl_device_info(CL_DEVICE_MAX_WORK_ITEM_SIZES),
+                                    MemoryLayout<Int>.stride * sizes.count, &sizes, nil), "clGetDeviceInfo")
+        return sizes.map { max($0, 1) }
+    }
+
     static func describe(_ device: cl_device_id, index: Int, platformIndex: Int,
                          platformName: String) throws -> OpenCLDeviceInfo {
         let typeBits = try clDeviceValue(device, CL_DEVICE_TYPE, as: cl_device_type.self)
@@ -185,6 +195,7 @@ public enum OpenCLPlatforms {
             globalMemoryBytes: Int(clamping: try clDeviceValue(device, CL_DEVICE_GLOBAL_MEM_SIZE, as: cl_ulong.self)),
             localMemoryBytes: Int(clamping: try clDeviceValue(device, CL_DEVICE_LOCAL_MEM_SIZE, as: cl_ulong.self)),
             maxWorkGroupSize: try clDeviceValue(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
+            maxWorkItemSizes: try workItemSizes(device),
             maxAllocationBytes: Int(clamping: try clDeviceValue(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
                                                                  as: cl_ulong.self)),
             supportsFP16: extensions.contains("cl_khr_fp16"),

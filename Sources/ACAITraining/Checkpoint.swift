@@ -18,7 +18,6 @@ public struct Checkpoint {
         public var step: Int
         public var samples: Int
         public var random: RandomStream
-        public var evaluationRandom: RandomStream
         public var dataPosition: [UInt64]
         public var optimizerSteps: [String: Int]
         public var tensors: [TensorEntry]
@@ -47,14 +46,14 @@ public struct Checkpoint {
     }
 
     public static func write(to path: String, model: any Autoencoder, seed: UInt64, step: Int, samples: Int,
-                             random: RandomStream, evaluationRandom: RandomStream, dataPosition: [UInt64],
+                             random: RandomStream, dataPosition: [UInt64],
                              elapsedSeconds: Double) throws {
         let entries = tensors(of: model)
         var values: [Float] = []
         for (_, t) in entries { values += try t.toArray() }
         let payload = values.withUnsafeBytes { Data($0) }
         var header = Header(model: model.kind, config: model.config, seed: seed, step: step, samples: samples,
-                            random: random, evaluationRandom: evaluationRandom, dataPosition: dataPosition,
+                            random: random, dataPosition: dataPosition,
                             optimizerSteps: Dictionary(uniqueKeysWithValues: model.optimizers.map { ($0.name, $0.adam.step) }),
                             tensors: entries.map { TensorEntry(name: $0.0, shape: $0.1.shape) },
                             valuesHash: fnv1a(payload), elapsedSeconds: elapsedSeconds)

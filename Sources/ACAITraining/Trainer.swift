@@ -9,6 +9,7 @@ import Foundation
 public struct TrainOptions: Codable, Sendable {
     public var model: ModelKind
     public var config: ModelConfig
+    public var data = DataSpec()
     public var batch: Int = 64
     /// Stop after this many thousand (1024) samples ...
     public var kimg: Double?
@@ -25,6 +26,21 @@ public struct TrainOptions: Codable, Sendable {
 
     public init(model: ModelKind, config: ModelConfig, out: String) {
         self.model = model; self.config = config; self.out = out
+    }
+}
+
+extension TrainOptions {
+    /// The options a run folder was created with (its options.json).
+    public static func load(runFolder: String) throws -> TrainOptions {
+        let path = runFolder + "/options.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.badCheckpoint("\(runFolder) is not a run folder: \(path) is missing")
+        }
+        do {
+            return try JSONDecoder().decode(TrainOptions.self, from: data)
+        } catch {
+            throw TrainingError.badCheckpoint("\(path) is not a valid options file: \(error)")
+        }
     }
 }
 
@@ -84,7 +100,8 @@ public final class Trainer {
     let metric: LinesMetric?
     let testImages: Tensor
     let testLabels: [Int]
-    let protocolSpec = InterpolationProtocol()
+    /// The paper's 256 interpolations when the test set has the 512 images they need, fewer otherwise.
+    var protocolSpec: InterpolationProtocol { InterpolationProtocol(pairs: min(256, testLabels.count / 2)) }
 
     public private(set) var step = 0
     public private(set) var samples = 0
@@ -139,6 +156,7 @@ public final class Trainer {
         random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
         evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
         let test = data.testSet()
+        guard test.count >= 2 else { throw TrainingError.badOption("the \(data.name) test set has \(test.count) images; interpolation needs at least 2") }
         testImages = try Tensor(shape: [test.count] + data.imageShape, values: test.images, on: device)
         testLabels = test.labels
         metric = data.name == "lines" ? try LinesMetric(on: device) : nil
@@ -148,7 +166,6 @@ public final class Trainer {
             step = header.step
             samples = header.samples
             random = header.random
-            evaluationRandom = header.evaluationRandom
             elapsedBefore = header.elapsedSeconds
             try self.data.restore(position: header.dataPosition)
             records = try Self.readRecords(options.out + "/metrics.jsonl").filter { $0.samples <= samples }
@@ -251,6 +268,9 @@ public final class Trainer {
 
     /// Lines metrics, probe accuracy, pictures, logs and the curves plot.
     func evaluate(elapsed: Double, rate: Double) throws {
+        // Each evaluation draws from its own stream (seed, samples), so its numbers do not depend on how many
+        // evaluations came before: a resumed run evaluates exactly like one that never stopped.
+        evaluationRandom = RandomStream(seed: mixSeeds(mixSeeds(options.seed, 0xE7A1), UInt64(samples)))
         let started = monotonicNanoseconds()
         defer { evaluationSeconds += Double(monotonicNanoseconds() - started) / 1e9 }
         var score: LinesMetric.Score?
@@ -285,7 +305,7 @@ public final class Trainer {
             throw TrainingError.nonFinite(loss: "parameter \(p.name)", value: .nan, step: step, checkpoint: kept)
         }
         try Checkpoint.write(to: checkpointPath, model: model, seed: options.seed, step: step, samples: samples,
-                             random: random, evaluationRandom: evaluationRandom, dataPosition: data.position,
+                             random: random, dataPosition: data.position,
                              elapsedSeconds: elapsed)
     }
 
@@ -299,14 +319,14 @@ public final class Trainer {
         try PNG.write(try Grid.image(tiles: result.slerp, rows: p.pairs, cols: p.steps, tile: tile, channels: channels),
                       to: options.out + "/slerp.png")
         // Reconstructions: 16 rows of 8 (original, reconstruction) pairs from the test set.
-        let n = 128
+        let n = min(128, testLabels.count)
         let x = try testImages.slice(0..<n)
         let y = try model.decode(try model.encode(x, random: &evaluationRandom))
         let original = try x.toArray(), recon = try y.toArray()
         let per = original.count / n
         var tiles: [Float] = []
-        for i in 0..<n { tiles += original[(i * per)..<((i + 1) * per)]; tiles += recon[(i * per)..<((i + 1) * per)] }
-        try PNG.write(try Grid.image(tiles: tiles, rows: 16, cols: 16, tile: tile, channels: channels),
+        for i in 0..<(n / 8 * 8) { tiles += original[(i * per)..<((i + 1) * per)]; tiles += recon[(i * per)..<((i + 1) * per)] }
+        try PNG.write(try Grid.image(tiles: tiles, rows: n / 8, cols: 16, tile: tile, channels: channels),
                       to: options.out + "/reconstruction.png")
         // Random samples: decoded N(0, I) latent codes, as the reference.
         let latentShape = try model.encode(try testImages.slice(0..<1), random: &evaluationRandom).shape.dropFirst()

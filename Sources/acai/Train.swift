@@ -58,8 +58,20 @@ struct HyperparameterOptions: ParsableArguments {
     }
 }
 
-enum DatasetChoice: String, ExpressibleByArgument, CaseIterable {
-    case lines
+/// Where datasets are read from.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Dataset: \(DataSpec.names.joined(separator: ", ")).") var dataset = "lines"
+    @Option(name: .customLong("data-dir"), help: "Folder with the dataset's files as they ship (default: $ACAI_DATA).") var dataDir: String?
+    @Option(name: .customLong("test-data-dir"), help: "Folder with the test split, when it lives elsewhere (default: --data-dir).") var testDataDir: String?
+    @Option(name: .customLong("train-limit"), help: "Use at most this many training images.") var trainLimit: Int?
+
+    func validate() throws {
+        guard DataSpec.names.contains(dataset) else {
+            throw ValidationError("--dataset \(dataset): expected one of \(DataSpec.names.joined(separator: ", "))")
+        }
+    }
+
+    var spec: DataSpec { DataSpec(dataset: dataset, dataDir: dataDir, testDataDir: testDataDir, trainLimit: trainLimit) }
 }
 
 struct Train: ParsableCommand {
@@ -67,7 +79,7 @@ struct Train: ParsableCommand {
         abstract: "Train one autoencoder, with periodic evaluation, pictures, logs and checkpoints in a run folder.")
 
     @Option(help: "Model: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).") var model: ModelKind
-    @Option(help: "Dataset: lines.") var dataset: DatasetChoice = .lines
+    @OptionGroup var data: DataOptions
     @Option(help: "Training budget in thousands (1024) of samples.") var kimg: Double?
     @Option(help: "Training budget in minutes (with --kimg: whichever ends first).") var minutes: Double?
     @Option(help: "Batch size.") var batch = 64
@@ -86,14 +98,19 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        var options = TrainOptions(model: model, config: try hyper.apply(to: .lines32(model)), out: out ?? "runs/\(model.rawValue)")
+        var config = try hyper.apply(to: data.spec.baseConfig(model))
+        let trainingData: any TrainingData
+        do { trainingData = try data.spec.make(seed: seed) } catch { throw ValidationError("\(error)") }
+        config.classes = trainingData.classes
+        var options = TrainOptions(model: model, config: config, out: out ?? "runs/\(data.dataset)-\(model.rawValue)")
+        options.data = data.spec
         options.kimg = kimg
         options.minutes = minutes
         options.batch = batch
         options.seed = seed
         options.evalKimg = evalKimg
         options.resume = resume
-        let trainer = try Trainer(options: options, device: try device.make(), data: LinesData(seed: seed))
+        let trainer = try Trainer(options: options, device: try device.make(), data: trainingData)
         let summary = try trainer.run()
         print(formatSummary(summary))
     }
@@ -142,13 +159,9 @@ struct Interpolate: ParsableCommand {
     @OptionGroup var device: DeviceOptions
 
     func run() throws {
-        var options = TrainOptions(model: .ae, config: .lines32(.ae), out: runFolder)
-        let header = try Checkpoint.read(runFolder + "/checkpoint.bin").header
-        options.model = header.model
-        options.config = header.config
+        var options = try TrainOptions.load(runFolder: runFolder)
         options.resume = true
-        options.kimg = 0.0001  // no training: evaluate and draw only
-        let trainer = try Trainer(options: options, device: try device.make(), data: LinesData(seed: header.seed))
+        let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed))
         try trainer.drawAndScore()
     }
 }

@@ -1,0 +1,42 @@
+import ACAIData
+import ACAIModels
+import Foundation
+
+/// Which data a run trains on, stored in options.json so that later commands (interpolate, cluster) can
+/// rebuild it.
+public struct DataSpec: Codable, Sendable, Equatable {
+    /// `lines` or a `DatasetName` (mnist32, fashion32, svhn32, cifar10, celeba32).
+    public var dataset: String
+    public var dataDir: String?
+    public var testDataDir: String?
+    public var trainLimit: Int?
+
+    public init(dataset: String = "lines", dataDir: String? = nil, testDataDir: String? = nil, trainLimit: Int? = nil) {
+        self.dataset = dataset; self.dataDir = dataDir; self.testDataDir = testDataDir; self.trainLimit = trainLimit
+    }
+
+    public static let names = ["lines"] + DatasetName.allCases.map(\.rawValue)
+
+    /// The training data, read from the files as they ship.
+    public func make(seed: UInt64) throws -> any TrainingData {
+        if dataset == "lines" { return LinesData(seed: seed) }
+        guard let name = DatasetName(rawValue: dataset) else {
+            throw TrainingError.badOption("unknown dataset '\(dataset)': expected one of \(Self.names.joined(separator: ", "))")
+        }
+        guard let dir = dataDir ?? ProcessInfo.processInfo.environment["ACAI_DATA"] else {
+            throw TrainingError.badOption("dataset \(dataset) needs --data-dir (or ACAI_DATA) naming the folder with its files")
+        }
+        let train = try Dataset.load(name, split: .train, directory: dir, limit: trainLimit)
+        let test = try Dataset.load(name, split: .test, directory: testDataDir ?? dir)
+        return try ImageData(train: train, test: test, seed: seed)
+    }
+
+    /// The reference's model defaults for this dataset.
+    public func baseConfig(_ kind: ModelKind) -> ModelConfig {
+        switch dataset {
+        case "lines": return .lines32(kind)
+        case "mnist32", "fashion32": return .images(kind, colors: 1, depth: 16)
+        default: return .images(kind, colors: 3, depth: 64)
+        }
+    }
+}
