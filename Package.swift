@@ -27,8 +27,10 @@ let package = Package(
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
 
         .target(name: "ACAIDevice"),
+        // -target-cpu native: the convolution tiles live in SIMD registers, which baseline x86-64 (SSE2)
+        // spills; the CPU device is built where it runs (swift build, CI, CMake).
         .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+                swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "native"])]),
         .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
                 plugins: [.plugin(name: "EmbedKernelsPlugin")]),
         .target(name: "ACAI", dependencies: [

@@ -28,7 +28,7 @@ func horizontalSum(_ v: Vector) -> Float {
 
 /// Stores the first `lanes` (≤ 16) lanes of `v` at `p`.
 @inline(__always)
-private func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
     if lanes >= 16 {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
     } else {
@@ -110,17 +110,27 @@ struct ConvTuning: Sendable {
     var forward32: TileShape?
     var filter16: TileShape
     var filter32: TileShape?
+    /// Single-thread speed of the best forward tile. Below `fastDirectGFLOPS` the build has only SSE
+    /// (baseline x86-64: ~45 here, against ~110 with AVX2 and ~200 with AVX-512), and OpenBLAS's own
+    /// AVX kernels beat the direct loops on all but the narrowest convolutions.
+    var forwardGFLOPS: Double
+
+    static let fastDirectGFLOPS = 75.0
+
+    var directIsFast: Bool { forwardGFLOPS >= ConvTuning.fastDirectGFLOPS }
 
     /// `ACAI_CPU_CONV_TILES=forward16,forward32,filter16,filter32` (e.g. `8x16,6x32,8x16,-`) fixes the
     /// tiles instead, for benchmarks and for tests that every tile gives the same results.
     static let shared = ProcessInfo.processInfo.environment["ACAI_CPU_CONV_TILES"].flatMap(ConvTuning.init(spec:))
         ?? ConvTuning.calibrate()
 
-    init(forward16: TileShape, forward32: TileShape?, filter16: TileShape, filter32: TileShape?) {
+    init(forward16: TileShape, forward32: TileShape?, filter16: TileShape, filter32: TileShape?,
+         forwardGFLOPS: Double) {
         self.forward16 = forward16
         self.forward32 = forward32
         self.filter16 = filter16
         self.filter32 = filter32
+        self.forwardGFLOPS = forwardGFLOPS
     }
 
     init?(spec: String) {
@@ -135,16 +145,19 @@ struct ConvTuning: Sendable {
               let f16 = shape(parts[0], blocks: 1), let f16 = f16, let f32 = shape(parts[1], blocks: 2),
               let g16 = shape(parts[2], blocks: 1), let g16 = g16, let g32 = shape(parts[3], blocks: 2)
         else { return nil }
-        self.init(forward16: f16, forward32: f32, filter16: g16, filter32: g32)
+        // Fixed tiles are for measuring the direct kernels, so count them as fast.
+        self.init(forward16: f16, forward32: f32, filter16: g16, filter32: g32, forwardGFLOPS: .infinity)
     }
 
     var summary: String {
         func name(_ t: TileShape?) -> String { t.map { "\($0.rows)x\(16 * $0.blocks)" } ?? "-" }
+        let speed = forwardGFLOPS.isFinite ? String(format: " (%.0f GFLOP/s per thread)", forwardGFLOPS) : ""
         return "forward \(name(forward16))/\(name(forward32)), filter \(name(filter16))/\(name(filter32))"
+            + speed + (directIsFast ? "" : ", OpenBLAS for the wider convolutions")
     }
 
     /// Times each tile on a small 3×3 convolution (4 images of 8×8, 32 → 32 channels; about 5 MFLOP a
-    /// run, a few milliseconds in all) and keeps the fastest.
+    /// run, 10-30 ms in all) and keeps the fastest.
     static func calibrate() -> ConvTuning {
         let n = 4, h = 8, c = 32, pw = h + 2
         let pixels = n * h * h, segment = 3 * c, kk = 3 * segment
@@ -165,17 +178,13 @@ struct ConvTuning: Sendable {
         }
         let geometry = TileGeometry(rows: 3, rowStride: pw * c, segment: segment, outStride: c, weightStride: c)
 
-        func fastest(_ body: () -> Void) -> UInt64 {
-            var best = UInt64.max
-            for _ in 0..<5 {
-                let start = monotonicNanoseconds()
-                body()
-                best = min(best, monotonicNanoseconds() - start)
-            }
-            return best
+        func time(_ body: () -> Void) -> UInt64 {
+            let start = monotonicNanoseconds()
+            body()
+            return monotonicNanoseconds() - start
         }
         func forwardTime(_ shape: TileShape) -> UInt64 {
-            fastest {
+            time {
                 for block in stride(from: 0, to: c, by: 16 * shape.blocks) {
                     var p = 0
                     while p < pixels {
@@ -187,7 +196,7 @@ struct ConvTuning: Sendable {
             }
         }
         func filterTime(_ shape: TileShape) -> UInt64 {
-            fastest {
+            time {
                 for block in stride(from: 0, to: c, by: 16 * shape.blocks) {
                     for kh in 0..<3 {
                         var q = 0
@@ -201,16 +210,31 @@ struct ConvTuning: Sendable {
                 }
             }
         }
-        func pick(_ candidates: [TileShape], _ time: (TileShape) -> UInt64) -> (TileShape, UInt64) {
-            candidates.map { ($0, time($0)) }.min { $0.1 < $1.1 }!
+        // Rounds interleave the candidates, so a stretch of load slows all of them alike; the first
+        // round only warms caches and is not counted; each candidate keeps its best round.
+        let shapes = TileShape.allCases
+        var forwardBest = [UInt64](repeating: .max, count: shapes.count)
+        var filterBest = forwardBest
+        for round in 0..<8 {
+            for (i, shape) in shapes.enumerated() {
+                let f = forwardTime(shape), g = filterTime(shape)
+                if round > 0 {
+                    forwardBest[i] = min(forwardBest[i], f)
+                    filterBest[i] = min(filterBest[i], g)
+                }
+            }
         }
-        let narrow = TileShape.allCases.filter { $0.blocks == 1 }, wide = TileShape.allCases.filter { $0.blocks == 2 }
-        let (f16, f16Time) = pick(narrow, forwardTime)
-        let (f32, f32Time) = pick(wide, forwardTime)
-        let (g16, g16Time) = pick(narrow, filterTime)
-        let (g32, g32Time) = pick(wide, filterTime)
+        func pick(blocks: Int, _ best: [UInt64]) -> (TileShape, UInt64) {
+            shapes.indices.filter { shapes[$0].blocks == blocks }.map { (shapes[$0], best[$0]) }.min { $0.1 < $1.1 }!
+        }
+        let (f16, f16Time) = pick(blocks: 1, forwardBest)
+        let (f32, f32Time) = pick(blocks: 2, forwardBest)
+        let (g16, g16Time) = pick(blocks: 1, filterBest)
+        let (g32, g32Time) = pick(blocks: 2, filterBest)
+        let flops = 2.0 * Double(pixels * kk * c)
         return ConvTuning(forward16: f16, forward32: f32Time < f16Time ? f32 : nil,
-                          filter16: g16, filter32: g32Time < g16Time ? g32 : nil)
+                          filter16: g16, filter32: g32Time < g16Time ? g32 : nil,
+                          forwardGFLOPS: flops / Double(max(min(f16Time, f32Time), 1)))
     }
 }
 

@@ -14,11 +14,19 @@ enum ConvAlgorithm: String {
 ///
 /// Why not just im2col + sgemm: the reference model's layers have few output channels (16..32) or few
 /// pixels (2×2, 4×4), and OpenBLAS runs such thin products at a fraction of its square-matrix speed,
-/// after paying for a 9× im2col copy. The direct kernels here keep a tile of R pixels × L output
-/// channels in SIMD registers and stream the K = k·k·cin products through it, reading the padded input
-/// in place: for a kernel row kh, the (kw, ci) inputs of a pixel are one contiguous run of k·cin floats,
-/// and so are the matching filter rows. Accumulation order is fixed (kh, then kw·cin + ci), so results
-/// do not depend on the tiling or the thread count.
+/// after paying for a 9× im2col copy. The direct kernels here keep a tile of R pixels × 16·C output
+/// channels in SIMD registers (`ConvTiles`) and stream the K = k·k·cin products through it, reading a
+/// zero-padded copy of the input in place: for a kernel row kh, the (kw, ci) inputs of a pixel are one
+/// contiguous run of k·cin floats, and so are the matching filter rows. The input gradient is the same
+/// product with the filter flipped and transposed; the filter gradient swaps the roles (products in
+/// registers, pixels streamed). At most 4 output channels use dot-product kernels instead.
+///
+/// Every output is accumulated in a fixed order (kh, then kw·cin + ci; for the filter gradient, pixel
+/// chunks and groups fixed by the shape), so results do not depend on the tile shapes or the threads.
+///
+/// The direct loops need the compiler to use AVX (`-target-cpu`): a baseline x86-64 (SSE2) build runs
+/// them 2-5× slower, and then im2col + OpenBLAS takes the wider products (`usesBLAS`).
+/// `ACAI_CPU_CONV=direct|blas` forces one algorithm (for comparisons).
 struct CPUConvolution {
     let shape: ConvShape
     let parallel: Parallel
@@ -31,7 +39,13 @@ struct CPUConvolution {
     private var k: Int { shape.kernel }
     private var pixels: Int { n * h * w }
 
-    private var algorithm: ConvAlgorithm { override ?? .direct }
+    /// Whether an op goes through im2col + OpenBLAS: when asked to, or when this build's direct tiles
+    /// are slow (SSE only) and the product is wide enough for OpenBLAS (more than 4 output channels and
+    /// at least 32 products per output; thinner ones run faster on the direct kernels even then).
+    private func usesBLAS(outputs: Int, products: Int) -> Bool {
+        if let override { return override == .blas }
+        return !ConvTuning.shared.directIsFast && outputs > ConvolutionLimits.narrowChannels && products >= 32
+    }
 
     // MARK: Ops
 
@@ -39,7 +53,7 @@ struct CPUConvolution {
                  y: UnsafeMutablePointer<Float>) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         if pixels == 0 || cout == 0 { return }
-        if cin == 0 || algorithm == .blas {
+        if cin == 0 || usesBLAS(outputs: cout, products: k * k * cin) {
             try blasForward(x: x, filter: filter, bias: bias, y: y)
             return
         }
@@ -53,7 +67,7 @@ struct CPUConvolution {
             dx.update(repeating: 0, count: pixels * cin)
             return
         }
-        if algorithm == .blas {
+        if usesBLAS(outputs: cin, products: k * k * cout) {
             try blasBackwardInput(dy: dy, filter: filter, dx: dx)
             return
         }
@@ -70,7 +84,7 @@ struct CPUConvolution {
             dw.update(repeating: 0, count: count)
             return
         }
-        if algorithm == .blas {
+        if usesBLAS(outputs: cout, products: k * k * cin) {
             try blasBackwardFilter(x: x, dy: dy, dw: dw)
             return
         }

@@ -21,7 +21,7 @@ public final class CPUDevice: Device, @unchecked Sendable {
     let threads: Int
     /// Reused temporary memory for padded images, packed filters, im2col tiles and partial sums.
     let scratch = ScratchArena()
-    /// Convolution algorithm override for benchmarking (`ACAI_CPU_CONV=direct|blas`); nil picks per shape.
+    /// Convolution algorithm override for comparisons (`ACAI_CPU_CONV=direct|blas`); nil: per build and op.
     let convOverride: ConvAlgorithm?
 
     private let launchLock = NSLock()

@@ -227,13 +227,26 @@ enum CPUElementwise {
         let b1 = h.beta1, b2 = h.beta2, c1 = 1 - h.beta1, c2 = 1 - h.beta2
         let lr = h.learningRateT, eps = h.epsilon
         parallel.chunks(count) { r in
-            for i in r {
+            // Written with explicit vectors: the four pointers may alias as far as the compiler knows,
+            // so it would not vectorise the square root and division on its own.
+            var i = r.lowerBound
+            while i + 16 <= r.upperBound {
+                let g = load(grad + i)
+                let mi = b1 * load(m + i) + c1 * g
+                let vi = b2 * load(v + i) + c2 * (g * g)
+                store(mi, m + i, 16)
+                store(vi, v + i, 16)
+                store(load(param + i) - lr * mi / (vi.squareRoot() + eps), param + i, 16)
+                i += 16
+            }
+            while i < r.upperBound {
                 let g = grad[i]
                 let mi = b1 * m[i] + c1 * g
                 let vi = b2 * v[i] + c2 * (g * g)
                 m[i] = mi
                 v[i] = vi
                 param[i] -= lr * mi / (vi.squareRoot() + eps)
+                i += 1
             }
         }
     }

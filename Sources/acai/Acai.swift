@@ -17,7 +17,7 @@ struct Acai: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acai",
         abstract: "Train autoencoders on OpenCL or the CPU and measure how well they interpolate (ACAI, Berthelot et al. 2018).",
-        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, Devices.self, Bench.self])
+        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, Devices.self, Bench.self])
 }
 
 /// Options every command that computes shares.
@@ -46,7 +46,7 @@ struct Devices: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that ship with the project.",
-        subcommands: [BenchOps.self, BenchLines.self])
+        subcommands: [BenchOps.self, BenchTrain.self, BenchLines.self])
 }
 
 struct BenchOps: ParsableCommand {

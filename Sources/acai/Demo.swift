@@ -107,3 +107,31 @@ struct BenchLines: ParsableCommand {
         print("table written to \(out)/table.md")
     }
 }
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training-step throughput (ms/step, samples/s) of models on lines32 on each device (median of timed windows).")
+
+    @Option(help: "Models, comma-separated.") var models = "acai,ae"
+    @Option(help: "Devices to time, comma-separated (default: the CPU and every OpenCL device).") var devices: String?
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Timed windows (the median is reported).") var windows = 5
+    @Option(name: .customLong("steps-per-window"), help: "Steps per timed window.") var stepsPerWindow = 5
+
+    func run() throws {
+        let kinds: [ModelKind] = try models.split(separator: ",").map {
+            guard let k = ModelKind(rawValue: String($0)) else { throw ValidationError("--models: unknown model '\($0)'") }
+            return k
+        }
+        let specs = devices?.split(separator: ",").map(String.init) ?? DeviceSelection.allDeviceSpecs()
+        print("| model | device | batch | ms/step | samples/s |\n|---|---|---:|---:|---:|")
+        for kind in kinds {
+            for spec in specs {
+                let device = try DeviceSelection.make(spec)
+                let r = try TrainBenchmark.run(kind, on: device, batch: batch, windows: windows, stepsPerWindow: stepsPerWindow)
+                print("| \(kind.rawValue) | \(r.device) | \(r.batch) | \(String(format: "%.1f", r.millisecondsPerStep)) | \(String(format: "%.0f", r.samplesPerSecond)) |")
+            }
+        }
+    }
+}
