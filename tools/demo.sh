@@ -2,7 +2,7 @@
 # The main job: installs missing system packages, builds the release `acai`, lists the devices, then trains
 # ACAI and the plain autoencoder on the lines benchmark for about ten minutes on 2 CPU cores (on the device
 # `auto` picks) and prints their Mean Distance and Smoothness beside the paper's. Extra arguments go to
-# `acai demo` (e.g. --minutes 2).
+# `acai demo` (e.g. --kimg 64).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

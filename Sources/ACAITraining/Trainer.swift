@@ -30,6 +30,26 @@ public struct TrainOptions: Codable, Sendable {
 }
 
 extension TrainOptions {
+    enum CodingKeys: String, CodingKey {
+        case model, config, data, batch, kimg, minutes, seed, evalKimg, progressSeconds, out, resume
+    }
+
+    /// Decodes options.json; `data` may be absent (runs made before datasets were selectable trained on lines).
+    public init(from decoder: any Swift.Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(ModelKind.self, forKey: .model)
+        config = try c.decode(ModelConfig.self, forKey: .config)
+        data = try c.decodeIfPresent(DataSpec.self, forKey: .data) ?? DataSpec()
+        batch = try c.decode(Int.self, forKey: .batch)
+        kimg = try c.decodeIfPresent(Double.self, forKey: .kimg)
+        minutes = try c.decodeIfPresent(Double.self, forKey: .minutes)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        evalKimg = try c.decode(Double.self, forKey: .evalKimg)
+        progressSeconds = try c.decode(Double.self, forKey: .progressSeconds)
+        out = try c.decode(String.self, forKey: .out)
+        resume = try c.decode(Bool.self, forKey: .resume)
+    }
+
     /// The options a run folder was created with (its options.json).
     public static func load(runFolder: String) throws -> TrainOptions {
         let path = runFolder + "/options.json"
