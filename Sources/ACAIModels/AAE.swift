@@ -4,7 +4,7 @@ import ACAI
 /// logit) on the flattened latent tells codes from N(0, I) samples with sigmoid cross-entropy; the
 /// autoencoder minimises MSE plus the cross-entropy of its codes labelled as prior samples. The
 /// discriminator has its own Adam.
-public final class AAE: Autoencoder {
+public final class AAE: CoreAutoencoder {
     public let kind = ModelKind.aae
     public let core: AutoencoderCore
     public let discriminator: [Dense]
@@ -23,13 +23,10 @@ public final class AAE: Autoencoder {
         discriminatorAdam = try Adam(parameters: layers.flatMap(\.parameters), learningRate: config.learningRate)
     }
 
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
     public var parameters: [Parameter] { core.autoencoderParameters + discriminatorAdam.parameters + core.probe.parameters }
     public var optimizers: [(name: String, adam: Adam)] {
         [("autoencoder", core.adam), ("discriminator", discriminatorAdam), ("probe", core.probeAdam)]
     }
-    public var buffers: [(name: String, tensor: Tensor)] { [] }
 
     func logit(_ z: Tensor) throws -> Tensor {
         var h = try z.flattened()
@@ -58,8 +55,4 @@ public final class AAE: Autoencoder {
         return ["loss_ae": lossReconstruction, "loss_ae_latent": lossAELatent, "loss_adv_latent": lossAdversaryLatent,
                 "loss_adv_prior": lossAdversaryPrior, "loss_probe": try core.probeStep(z, labels: labels)]
     }
-
-    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
-    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
-    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }

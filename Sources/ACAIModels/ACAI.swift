@@ -7,7 +7,7 @@ import ACAI
 ///   critic:      mean((d(x̂_α) − α)²) + mean(d(γ·x + (1−γ)·x̂)²)
 ///   autoencoder: mean((x − x̂)²) + λ·mean(d(x̂_α)²)
 /// Both are differentiated from the same forward pass, each with respect to its own parameters.
-public final class ACAIModel: Autoencoder {
+public final class ACAIModel: CoreAutoencoder {
     public let kind = ModelKind.acai
     public let core: AutoencoderCore
     public let critic: Encoder
@@ -21,13 +21,10 @@ public final class ACAIModel: Autoencoder {
         criticAdam = try Adam(parameters: critic.parameters, learningRate: config.learningRate)
     }
 
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
     public var parameters: [Parameter] { core.autoencoderParameters + critic.parameters + core.probe.parameters }
     public var optimizers: [(name: String, adam: Adam)] {
         [("autoencoder", core.adam), ("critic", criticAdam), ("probe", core.probeAdam)]
     }
-    public var buffers: [(name: String, tensor: Tensor)] { [] }
 
     /// The critic's score of each image: its encoder output averaged over height, width and channels, [n].
     func score(_ x: Tensor) throws -> Tensor { try critic(x).mean(axes: [1, 2, 3]) }
@@ -60,8 +57,4 @@ public final class ACAIModel: Autoencoder {
             "loss_probe": try core.probeStep(z, labels: labels),
         ]
     }
-
-    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
-    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
-    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }

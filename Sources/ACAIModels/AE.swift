@@ -1,7 +1,7 @@
 import ACAI
 
 /// The plain autoencoder ("Baseline"): mean squared reconstruction error.
-public final class AE: Autoencoder {
+public final class AE: CoreAutoencoder {
     public let kind = ModelKind.ae
     public let core: AutoencoderCore
 
@@ -9,20 +9,10 @@ public final class AE: Autoencoder {
         core = try AutoencoderCore(config: config, seed: seed, on: device)
     }
 
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
-    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
-    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
-    public var buffers: [(name: String, tensor: Tensor)] { [] }
-
     public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
         let z = try core.encoder(x)
         let loss = try meanSquaredError(core.decoder(z), x)
         try core.autoencoderStep(loss)
         return ["loss_ae": loss, "loss_probe": try core.probeStep(z, labels: labels)]
     }
-
-    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
-    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
-    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }

@@ -38,10 +38,9 @@ public struct ConvNetShape: Sendable, Equatable, Codable {
     }
 }
 
-/// A stack of convolutions; `activated[i]` says whether conv i is followed by leaky ReLU.
+/// The convolutions of an encoder or decoder, in order.
 struct ConvStack {
     let convs: [Conv2D]
-    let activated: [Bool]
 
     var parameters: [Parameter] { convs.flatMap(\.parameters) }
 }
@@ -55,23 +54,22 @@ public struct Encoder {
         try shape.validate()
         self.shape = shape
         var random = RandomStream(seed: seed)
-        var convs: [Conv2D] = [], act: [Bool] = []
-        func add(_ cin: Int, _ cout: Int, _ k: Int, _ a: Bool) throws {
+        var convs: [Conv2D] = []
+        func add(_ cin: Int, _ cout: Int, _ k: Int) throws {
             convs.append(try Conv2D(name: "\(name)/conv\(convs.count)", inChannels: cin, outChannels: cout, kernel: k,
                                     seed: random.nextSeed(), on: device))
-            act.append(a)
         }
         let d = shape.depth
-        try add(shape.colors, d, 1, false)
+        try add(shape.colors, d, 1)
         var cin = d
         for s in 0..<shape.scales {
-            try add(cin, d << s, 3, true)
-            try add(d << s, d << s, 3, true)
+            try add(cin, d << s, 3)
+            try add(d << s, d << s, 3)
             cin = d << s
         }
-        try add(cin, d << shape.scales, 3, true)
-        try add(d << shape.scales, latent ?? shape.latent, 3, false)
-        stack = ConvStack(convs: convs, activated: act)
+        try add(cin, d << shape.scales, 3)
+        try add(d << shape.scales, latent ?? shape.latent, 3)
+        stack = ConvStack(convs: convs)
     }
 
     public var parameters: [Parameter] { stack.parameters }
@@ -99,22 +97,21 @@ public struct Decoder {
         try shape.validate()
         self.shape = shape
         var random = RandomStream(seed: seed)
-        var convs: [Conv2D] = [], act: [Bool] = []
-        func add(_ cin: Int, _ cout: Int, _ a: Bool) throws {
+        var convs: [Conv2D] = []
+        func add(_ cin: Int, _ cout: Int) throws {
             convs.append(try Conv2D(name: "\(name)/conv\(convs.count)", inChannels: cin, outChannels: cout, kernel: 3,
                                     seed: random.nextSeed(), on: device))
-            act.append(a)
         }
         let d = shape.depth
         var cin = shape.latent
         for s in stride(from: shape.scales - 1, through: 0, by: -1) {
-            try add(cin, d << s, true)
-            try add(d << s, d << s, true)
+            try add(cin, d << s)
+            try add(d << s, d << s)
             cin = d << s
         }
-        try add(cin, d, true)
-        try add(d, shape.colors, false)
-        stack = ConvStack(convs: convs, activated: act)
+        try add(cin, d)
+        try add(d, shape.colors)
+        stack = ConvStack(convs: convs)
     }
 
     public var parameters: [Parameter] { stack.parameters }

@@ -2,19 +2,13 @@ import ACAI
 
 /// Denoising autoencoder: Gaussian noise (std 1.0 by default, on pixels in [-1, 1]) is added to the input
 /// during training; the loss is the squared error to the clean image. Encoding for interpolation is clean.
-public final class DenoisingAE: Autoencoder {
+public final class DenoisingAE: CoreAutoencoder {
     public let kind = ModelKind.denoising
     public let core: AutoencoderCore
 
     public init(config: ModelConfig, seed: UInt64, on device: any Device) throws {
         core = try AutoencoderCore(config: config, seed: seed, on: device)
     }
-
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
-    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
-    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
-    public var buffers: [(name: String, tensor: Tensor)] { [] }
 
     public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
         let noise = try random.tensor(x.shape, .normal, on: device)
@@ -24,8 +18,4 @@ public final class DenoisingAE: Autoencoder {
         // The probe sees the clean code, as in the reference (it classifies `encode(x)`).
         return ["loss_ae": loss, "loss_probe": try core.probeStep(core.encoder(x), labels: labels)]
     }
-
-    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
-    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
-    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }

@@ -132,5 +132,25 @@ public final class AutoencoderCore {
     }
 }
 
+/// A model built on `AutoencoderCore`. The defaults here serve the models that differ only in their
+/// training step (AE, dropout, denoising); the others override what they add.
+public protocol CoreAutoencoder: Autoencoder {
+    var core: AutoencoderCore { get }
+}
+
+extension CoreAutoencoder {
+    public var config: ModelConfig { core.config }
+    public var device: any Device { core.device }
+    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
+    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
+    public var buffers: [(name: String, tensor: Tensor)] { [] }
+
+    /// The encoder's output, without gradient history.
+    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
+    public func decode(_ z: Tensor) throws -> Tensor { try core.decoder(z.detached()).detached() }
+    /// The probe on the flattened encoder output.
+    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
+}
+
 /// Mean squared error, the reference's `tf.losses.mean_squared_error`.
 public func meanSquaredError(_ a: Tensor, _ b: Tensor) throws -> Tensor { try (a - b).square().mean() }

@@ -4,7 +4,7 @@ import ACAI
 /// μ and log σ² (same size); z = μ + σ·ε is decoded to Bernoulli logits of (x+1)/2; the loss is −ELBO =
 /// (Σ cross-entropy + β·KL) / batch. Reconstructions and decodings are 2σ(logits) − 1; interpolation uses
 /// the sampled z; the probe sees the encoder output before the dense layers.
-public final class VAE: Autoencoder {
+public final class VAE: CoreAutoencoder {
     public let kind = ModelKind.vae
     public let core: AutoencoderCore
     public let mean: Dense
@@ -17,12 +17,6 @@ public final class VAE: Autoencoder {
                                 on: device)
         core = try AutoencoderCore(config: config, extra: mean.parameters + logVariance.parameters, seed: seed, on: device)
     }
-
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
-    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
-    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
-    public var buffers: [(name: String, tensor: Tensor)] { [] }
 
     /// (μ, log σ², sampled z in the encoder's shape) for a batch.
     func posterior(_ h: Tensor, random: inout RandomStream) throws -> (Tensor, Tensor, Tensor) {
@@ -52,5 +46,4 @@ public final class VAE: Autoencoder {
     }
 
     public func decode(_ z: Tensor) throws -> Tensor { try (core.decoder(z.detached()).sigmoid() * 2 - 1).detached() }
-    public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }

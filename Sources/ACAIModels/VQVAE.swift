@@ -8,7 +8,7 @@ import ACAI
 /// After quantisation: dense(512, ReLU input) → dense(H, ReLU input) → the conv decoder. Interpolation and
 /// clustering use the continuous pre-quantisation encoder output; the probe sees the post-bottleneck
 /// dense output.
-public final class VQVAE: Autoencoder {
+public final class VQVAE: CoreAutoencoder {
     public let kind = ModelKind.vqvae
     public let core: AutoencoderCore
     public let projection: Dense
@@ -39,10 +39,6 @@ public final class VQVAE: Autoencoder {
         emaCount = try Tensor.zeros([codes], on: device)
     }
 
-    public var config: ModelConfig { core.config }
-    public var device: any Device { core.device }
-    public var parameters: [Parameter] { core.autoencoderParameters + core.probe.parameters }
-    public var optimizers: [(name: String, adam: Adam)] { [("autoencoder", core.adam), ("probe", core.probeAdam)] }
     public var buffers: [(name: String, tensor: Tensor)] {
         [("codebook", codebook), ("ema_count", emaCount), ("ema_means", emaMeans)]
     }
@@ -95,8 +91,6 @@ public final class VQVAE: Autoencoder {
         codebook = try (emaMeans / smoothed.reshaped([codes, 1])).detached()
     }
 
-    public func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor { try core.encoder(x).detached() }
-
     public func decode(_ z: Tensor) throws -> Tensor {
         let b = try bottleneck(z.detached().flattened())
         return try core.decoder(b.dense.reshaped(z.shape)).detached()
@@ -104,12 +98,5 @@ public final class VQVAE: Autoencoder {
 
     public func probeLogits(_ x: Tensor) throws -> Tensor {
         try core.probe(bottleneck(core.encoder(x).flattened()).dense).detached()
-    }
-
-    /// Restores the codebook state from a checkpoint.
-    public func restoreBuffers(codebook c: [Float], emaCount n: [Float], emaMeans m: [Float]) throws {
-        try device.write(c, to: codebook.buffer)
-        try device.write(n, to: emaCount.buffer)
-        try device.write(m, to: emaMeans.buffer)
     }
 }
