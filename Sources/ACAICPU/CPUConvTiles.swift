@@ -111,8 +111,7 @@ struct ConvTuning: Sendable {
     var filter16: TileShape
     var filter32: TileShape?
     /// Single-thread speed of the best forward tile. Below `fastDirectGFLOPS` the build has only SSE
-    /// (baseline x86-64: ~45 here, against ~110 with AVX2 and ~200 with AVX-512), and OpenBLAS's own
-    /// AVX kernels beat the direct loops on all but the narrowest convolutions.
+    /// (baseline x86-64: ~45 here, against ~110 with AVX2 and ~200 with AVX-512); the description says so.
     var forwardGFLOPS: Double
 
     static let fastDirectGFLOPS = 75.0
@@ -153,7 +152,7 @@ struct ConvTuning: Sendable {
         func name(_ t: TileShape?) -> String { t.map { "\($0.rows)x\(16 * $0.blocks)" } ?? "-" }
         let speed = forwardGFLOPS.isFinite ? String(format: " (%.0f GFLOP/s per thread)", forwardGFLOPS) : ""
         return "forward \(name(forward16))/\(name(forward32)), filter \(name(filter16))/\(name(filter32))"
-            + speed + (directIsFast ? "" : ", OpenBLAS for the wider convolutions")
+            + speed + (directIsFast ? "" : ", slow: this build lacks AVX (-target-cpu native)")
     }
 
     /// Times each tile on a small 3×3 convolution (4 images of 8×8, 32 → 32 channels; about 5 MFLOP a

@@ -24,9 +24,10 @@ enum ConvAlgorithm: String {
 /// Every output is accumulated in a fixed order (kh, then kw·cin + ci; for the filter gradient, pixel
 /// chunks and groups fixed by the shape), so results do not depend on the tile shapes or the threads.
 ///
-/// The direct loops need the compiler to use AVX (`-target-cpu`): a baseline x86-64 (SSE2) build runs
-/// them 2-5× slower, and then im2col + OpenBLAS takes the wider products (`usesBLAS`).
-/// `ACAI_CPU_CONV=direct|blas` forces one algorithm (for comparisons).
+/// The direct loops need the compiler to use AVX (`-target-cpu native`, set in Package.swift and
+/// CMakeLists.txt); a baseline x86-64 (SSE2) build runs them 2-5× slower. The algorithm is never chosen by
+/// timing, so results do not depend on machine load: a run resumed in a new process computes exactly what
+/// the uninterrupted run would. `ACAI_CPU_CONV=blas` selects im2col + OpenBLAS instead (for comparisons).
 struct CPUConvolution {
     let shape: ConvShape
     let parallel: Parallel
@@ -39,13 +40,8 @@ struct CPUConvolution {
     private var k: Int { shape.kernel }
     private var pixels: Int { n * h * w }
 
-    /// Whether an op goes through im2col + OpenBLAS: when asked to, or when this build's direct tiles
-    /// are slow (SSE only) and the product is wide enough for OpenBLAS (more than 4 output channels and
-    /// at least 32 products per output; thinner ones run faster on the direct kernels even then).
-    private func usesBLAS(outputs: Int, products: Int) -> Bool {
-        if let override { return override == .blas }
-        return !ConvTuning.shared.directIsFast && outputs > ConvolutionLimits.narrowChannels && products >= 32
-    }
+    /// Whether an op goes through im2col + OpenBLAS: only when asked to with `ACAI_CPU_CONV=blas`.
+    private var usesBLAS: Bool { override == .blas }
 
     // MARK: Ops
 
@@ -53,7 +49,7 @@ struct CPUConvolution {
                  y: UnsafeMutablePointer<Float>) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         if pixels == 0 || cout == 0 { return }
-        if cin == 0 || usesBLAS(outputs: cout, products: k * k * cin) {
+        if cin == 0 || usesBLAS {
             try blasForward(x: x, filter: filter, bias: bias, y: y)
             return
         }
@@ -67,7 +63,7 @@ struct CPUConvolution {
             dx.update(repeating: 0, count: pixels * cin)
             return
         }
-        if usesBLAS(outputs: cin, products: k * k * cout) {
+        if usesBLAS {
             try blasBackwardInput(dy: dy, filter: filter, dx: dx)
             return
         }
@@ -84,7 +80,7 @@ struct CPUConvolution {
             dw.update(repeating: 0, count: count)
             return
         }
-        if usesBLAS(outputs: cout, products: k * k * cin) {
+        if usesBLAS {
             try blasBackwardFilter(x: x, dy: dy, dw: dw)
             return
         }
