@@ -100,6 +100,19 @@ public struct RunSummary: Codable, Sendable {
         public var meanDistance: Double?
         public var smoothness: Double?
         public var probeAccuracy: Double?
+
+        public init(meanDistance: Double?, smoothness: Double?, probeAccuracy: Double?) {
+            self.meanDistance = meanDistance; self.smoothness = smoothness; self.probeAccuracy = probeAccuracy
+        }
+    }
+
+    public init(model: String, paperName: String, dataset: String, device: String, config: ModelConfig, batch: Int,
+                seed: UInt64, steps: Int, samples: Int, trainingSeconds: Double, samplesPerSecond: Double,
+                evaluations: Int, last: Metrics, medianLast20: Metrics, grids: [String]) {
+        self.model = model; self.paperName = paperName; self.dataset = dataset; self.device = device
+        self.config = config; self.batch = batch; self.seed = seed; self.steps = steps; self.samples = samples
+        self.trainingSeconds = trainingSeconds; self.samplesPerSecond = samplesPerSecond
+        self.evaluations = evaluations; self.last = last; self.medianLast20 = medianLast20; self.grids = grids
     }
 }
 
