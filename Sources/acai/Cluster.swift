@@ -14,7 +14,7 @@ struct ClusterCommand: ParsableCommand {
     @Option(name: .customLong("run"), help: "Run folder (checkpoint.bin, options.json); writes cluster.json there.") var runFolder: String?
     @Flag(help: "Cluster raw pixels of --dataset instead of a run's codes (the paper's 'Data' column).") var raw = false
     @OptionGroup var data: DataOptions
-    @Option(name: .customLong("n-init"), help: "K-means restarts (reference: 1000).") var nInit = 100
+    @Option(name: .customLong("n-init"), help: "K-means restarts (the reference's 1000).") var nInit = 1000
     @Option(name: .customLong("max-iter"), help: "K-means iterations per restart (reference: 1000).") var maxIter = 1000
     @Option(name: .customLong("max-train"), help: "Training images to encode (reference: up to 60000).") var maxTrain = 60000
     @Flag(name: .customLong("no-whiten"), help: "Skip SVD whitening.") var noWhiten = false
