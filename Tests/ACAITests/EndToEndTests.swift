@@ -60,10 +60,17 @@ final class EndToEndTests: XCTestCase {
         // The loss falls: the mean of the last 5 steps is well below the first step's.
         let first = cpuLosses[0], last = cpuLosses.suffix(5).reduce(0, +) / 5
         XCTAssertLessThan(last, 0.7 * first, "CPU loss did not fall: \(cpuLosses)")
-        // Same trajectory: float32 rounding differs between the devices and grows through 50 Adam steps;
-        // 1e-3 relative per step is ~100x the first step's agreement and far below the loss's movement.
-        assertClose(actual: clLosses, expected: cpuLosses.map(Double.init), atol: 1e-6, rtol: 1e-3,
-                    context: "OpenCL vs CPU training losses")
+        // Same trajectory. The devices round differently in the last bit, and training amplifies that: a
+        // pre-activation that sits at a leaky-ReLU kink can take the other side and the two runs drift apart
+        // (seen from step ~15 on with some seeds, by up to 0.3% at step 35). So the first 10 steps must agree to 1e-4
+        // relative (~1000x the first step's agreement), and all 50 to 1%, far below the loss's own movement.
+        let early = 10
+        assertClose(actual: Array(clLosses.prefix(early)), expected: cpuLosses.prefix(early).map(Double.init),
+                    atol: 1e-6, rtol: 1e-4, context: "OpenCL vs CPU training losses, first \(early) steps")
+        assertClose(actual: clLosses, expected: cpuLosses.map(Double.init), atol: 1e-6, rtol: 1e-2,
+                    context: "OpenCL vs CPU training losses, all \(steps) steps")
+        let clLast = clLosses.suffix(5).reduce(0, +) / 5
+        XCTAssertLessThan(clLast, 0.7 * clLosses[0], "OpenCL loss did not fall: \(clLosses)")
         print("losses cpu: \(cpuLosses.prefix(3)) ... \(cpuLosses.suffix(3)); opencl: \(clLosses.prefix(3)) ... \(clLosses.suffix(3))")
     }
 }
