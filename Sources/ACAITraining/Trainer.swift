@@ -320,7 +320,7 @@ public final class Trainer {
                                       meanDistance: finite(score?.meanDistance), smoothness: finite(score?.smoothness),
                                       probeAccuracy: accuracy, losses: losses)
         records.append(record)
-        try appendRecord(record)
+        try rewriteLogs()
         try writePictures(interpolation)
         try writeCurves()
         var line = "eval at \(String(format: "%.1f", Double(samples) / 1024)) kimg:"
@@ -381,12 +381,8 @@ public final class Trainer {
                 + lossNames.map { f(r.losses[$0]) }).joined(separator: ",")
     }
 
-    func appendRecord(_ record: EvaluationRecord) throws {
-        // Both logs are rewritten whole (atomically): they are small, and the CSV's loss columns are fixed by
-        // the first evaluation.
-        try rewriteLogs()
-    }
-
+    /// Both logs are rewritten whole and atomically after each evaluation: they are small, and the CSV's loss
+    /// columns come from every record.
     func rewriteLogs() throws {
         let lossNames = Array(Set(records.flatMap { $0.losses.keys })).sorted()
         var csv = csvHeader(lossNames) + "\n"
