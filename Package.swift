@@ -1,10 +1,15 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
 
 // Layers (each imports only those below it):
 //   acai (CLI) -> ACAI (tensors, autodiff, optimisers, device selection, benchmarks)
 //   -> ACAICPU (BLAS) / ACAIOpenCL (Kernels/*.cl) -> ACAIDevice (protocol, op table, pool, profiler)
 // Only ACAICPU imports CBLAS and only ACAIOpenCL imports COpenCL.
+
+// The CPU device's SIMD tiles are compiled for the building machine's CPU; ACAI_TARGET_CPU (e.g. haswell)
+// names another, for a binary that must run on a different machine.
+let cpuTarget = ProcessInfo.processInfo.environment["ACAI_TARGET_CPU"] ?? "native"
 
 let package = Package(
     name: "acai",
@@ -30,7 +35,7 @@ let package = Package(
         // -target-cpu native: the convolution tiles live in SIMD registers, which baseline x86-64 (SSE2)
         // spills; the CPU device is built where it runs (swift build, CI, CMake).
         .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "native"])]),
+                swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", cpuTarget])]),
         .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
                 plugins: [.plugin(name: "EmbedKernelsPlugin")]),
         .target(name: "ACAI", dependencies: [
