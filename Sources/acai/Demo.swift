@@ -78,10 +78,18 @@ struct BenchLines: ParsableCommand {
 
     @Option(help: "Models, comma-separated (default: all seven).") var models: String?
     @Option(help: "Training budget per run in kimg.") var kimg: Double = 64
+    @Option(help: "Optional cap on each run's training time, in minutes (whichever of --kimg and --minutes ends first).") var minutes: Double?
     @Option(help: "Seeds, comma-separated.") var seeds = "1"
     @Option(name: .customLong("eval-kimg"), help: "Evaluation interval in kimg.") var evalKimg: Double = 16
+    @Option(help: "Runs trained at once, each an `acai train` process logging to OUT/NAME.log (for machines with more cores than one run uses, or a GPU).") var jobs = 1
     @Option(help: "Folder for the runs and table.md.") var out = "runs/bench-lines"
     @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        if kimg <= 0 { throw ValidationError("--kimg must be positive, got \(kimg)") }
+        if let minutes, minutes <= 0 { throw ValidationError("--minutes must be positive, got \(minutes)") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
+    }
 
     func run() throws {
         let kinds: [ModelKind] = try (models?.split(separator: ",").map { name in
@@ -94,25 +102,95 @@ struct BenchLines: ParsableCommand {
             guard let s = UInt64($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--seeds: '\($0)' is not a seed") }
             return s
         }
+        let runs = kinds.flatMap { kind in seedList.map { (kind: kind, seed: $0) } }
+        func folder(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(out)/\(run.kind.rawValue)-seed\(run.seed)" }
+
         let dev = try device.make()
-        var results: [[RunSummary]] = []
-        for kind in kinds {
-            var runs: [RunSummary] = []
-            for seed in seedList {
-                var options = TrainOptions(model: kind, config: .lines32(kind), out: "\(out)/\(kind.rawValue)-seed\(seed)")
+        var summaries: [String: RunSummary] = [:]
+        if jobs == 1 {
+            for run in runs {
+                var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder(run))
                 options.kimg = kimg
-                options.seed = seed
+                options.minutes = minutes
+                options.seed = run.seed
                 options.evalKimg = evalKimg
                 options.resume = FileManager.default.fileExists(atPath: options.out + "/checkpoint.bin")
-                runs.append(try Trainer(options: options, device: dev, data: LinesData(seed: seed)).run())
+                summaries[folder(run)] = try Trainer(options: options, device: dev, data: LinesData(seed: run.seed)).run()
             }
-            results.append(runs)
+        } else {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let failed = try trainInChildProcesses(runs.map { run in
+                var arguments = ["train", "--model", run.kind.rawValue, "--dataset", "lines", "--kimg", "\(kimg)",
+                                 "--eval-kimg", "\(evalKimg)", "--seed", "\(run.seed)", "--out", folder(run),
+                                 "--device", dev.id]
+                if let minutes { arguments += ["--minutes", "\(minutes)"] }
+                if FileManager.default.fileExists(atPath: folder(run) + "/checkpoint.bin") { arguments.append("--resume") }
+                return (name: "\(run.kind.rawValue)-seed\(run.seed)", arguments: arguments)
+            })
+            if !failed.isEmpty {
+                throw ValidationError("runs failed: \(failed.joined(separator: ", ")); their logs are \(failed.map { "\(out)/\($0).log" }.joined(separator: ", "))")
+            }
+            for run in runs {
+                let path = folder(run) + "/summary.json"
+                do {
+                    summaries[folder(run)] = try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                } catch { throw ValidationError("\(path): not a run summary (\(error))") }
+            }
         }
-        let table = "Lines benchmark, \(kimg) kimg per run, device \(dev.id) (\(dev.description)):\n\n" + table1Markdown(results)
+        let results = kinds.map { kind in seedList.compactMap { summaries[folder((kind, $0))] } }
+        let budget = minutes.map { "\(kimg) kimg or \($0) minutes" } ?? "\(kimg) kimg"
+        let table = "Lines benchmark, \(budget) per run, device \(dev.id) (\(dev.description)):\n\n" + table1Markdown(results)
         try table.write(toFile: out + "/table.md", atomically: true, encoding: .utf8)
         print(table)
         print("table written to \(out)/table.md")
     }
+
+    /// Runs `acai train` child processes, `jobs` at a time, each logging to OUT/NAME.log; returns the names of
+    /// those that failed.
+    func trainInChildProcesses(_ runs: [(name: String, arguments: [String])]) throws -> [String] {
+        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        let failed = LockedList()
+        let slots = DispatchSemaphore(value: jobs)
+        let group = DispatchGroup()
+        for run in runs {
+            slots.wait()
+            let logPath = "\(out)/\(run.name).log"
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = run.arguments
+            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+            process.standardOutput = log
+            process.standardError = log
+            group.enter()
+            process.terminationHandler = { p in
+                try? log.close()
+                let ok = p.terminationStatus == 0
+                if !ok { failed.append(run.name) }
+                print("\(run.name): \(ok ? "done" : "FAILED (exit \(p.terminationStatus))"), log \(logPath)")
+                slots.signal()
+                group.leave()
+            }
+            do {
+                try process.run()
+            } catch {
+                group.leave()
+                group.wait()  // let the runs already started finish before reporting
+                throw ValidationError("could not start \(executable.path): \(error)")
+            }
+            print("\(run.name): started (acai \(run.arguments.joined(separator: " ")))")
+        }
+        group.wait()
+        return failed.items
+    }
+}
+
+/// The names of failed runs, appended to from process termination handlers.
+private final class LockedList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String] = []
+    func append(_ value: String) { lock.lock(); values.append(value); lock.unlock() }
+    var items: [String] { lock.lock(); defer { lock.unlock() }; return values }
 }
 
 struct BenchTrain: ParsableCommand {

@@ -118,6 +118,43 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("gan") && r.stderr.contains("--model"), r.stderr)
     }
+
+    /// `bench lines --jobs 2` trains its runs as child processes and builds the table from their summaries,
+    /// the same table as in-process training of the same runs gives (CPU device: deterministic).
+    func testBenchLinesInChildProcessesMatchesInProcess() throws {
+        let dir = NSTemporaryDirectory() + "/acai-bench-jobs-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let common = ["bench", "lines", "--models", "ae,vae", "--seeds", "3", "--kimg", "0.25", "--eval-kimg", "0.25",
+                      "--device", "cpu"]
+        let parallel = try run(common + ["--jobs", "2", "--out", dir + "/jobs"])
+        XCTAssertEqual(parallel.status, 0, parallel.stderr)
+        XCTAssertTrue(parallel.stdout.contains("ae-seed3: done") && parallel.stdout.contains("vae-seed3: done"),
+                      parallel.stdout)
+        for name in ["ae-seed3", "vae-seed3"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/jobs/\(name)/summary.json"), name)
+            let log = try String(contentsOfFile: "\(dir)/jobs/\(name).log", encoding: .utf8)
+            XCTAssertTrue(log.contains("mean distance"), "\(name).log holds the run's output: \(log)")
+        }
+        let serial = try run(common + ["--out", dir + "/serial"])
+        XCTAssertEqual(serial.status, 0, serial.stderr)
+        // The rows (metrics; samples/s aside) agree.
+        func rows(_ folder: String) throws -> [String] {
+            try String(contentsOfFile: folder + "/table.md", encoding: .utf8).split(separator: "\n")
+                .filter { $0.hasPrefix("| Baseline") || $0.hasPrefix("| VAE") }
+                .map { line in
+                    var cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+                    cells.remove(at: 3)  // samples/s
+                    return cells.joined(separator: "|")
+                }
+        }
+        let expected = try rows(dir + "/serial")
+        XCTAssertEqual(expected.count, 2)
+        XCTAssertEqual(try rows(dir + "/jobs"), expected)
+
+        let bad = try run(common + ["--jobs", "0", "--out", dir + "/bad"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--jobs"), bad.stderr)
+    }
 }
 
 import ACAIImaging
