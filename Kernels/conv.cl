@@ -245,3 +245,111 @@ __kernel void conv_dw_vec(__global const float* restrict Xp, __global const floa
         for (int e = 0; e < VC; ++e) out[(t * CIN + e) * COUT] = values[e];
     }
 }
+
+// conv_fwd_tiled: the forward convolution as an implicit product Y[M, COUT] = A[M, K] · B[K, COUT] with
+// M = pixels, K = KS·KS·CIN and A[p, k] = Xp[base(p) + toff(k)], for GPUs: a work-group of
+// (TN / 4) x (TM / 4) work-items computes a TM x TN tile of Y, staging TK-deep slices of A and B in local
+// memory so that each input value is read from global memory once per tile instead of once per output
+// channel block; each work-item accumulates 4 x 4 outputs, strided across the tile (rows ty + i·TM/4,
+// columns tx + j·TN/4) so that local reads are conflict-free and global stores coalesce.
+// With -DFLIP=1 B is the input gradient's filter read straight from the forward filter w [KS, KS, COUT, CIN]
+// (taps reversed, in/out swapped: B[(tap, c), n] = w[KS·KS-1-tap, n, c]), so no flipped copy is made.
+// Rows past M and columns past COUT are computed from zeros and not stored; K need not divide by TK.
+// Split K: work-group z sums k in [z·KSPLIT, (z + 1)·KSPLIT) into its own [M, COUT] slice of Y (the host adds
+// the slices up; only slice 0 adds the bias), so that small images with many channels (few tiles, long
+// sums) still fill the device. One slice (KSPLIT >= K) writes Y itself.
+#ifndef TM
+#define TM 64
+#endif
+#ifndef TN
+#define TN 64
+#endif
+#ifndef FLIP
+#define FLIP 0
+#endif
+#define TK 16
+#define TILE_THREADS ((TM / 4) * (TN / 4))
+#define A_LOADS (TM * TK / TILE_THREADS)
+
+__kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const float* restrict Wf,
+                             __global const float* restrict bias, __global float* restrict Y, const int NB,
+                             const int H, const int W, const int CIN, const int COUT, const int hasBias,
+                             const int KSPLIT) {
+    __local float As[TK][TM + 1];
+    __local float Bs[TK][TN];
+    const int M = NB * H * W, K = KS * KS * CIN;
+    const int Hp = H + KS - 1, Wp = W + KS - 1;
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int tid = ty * (TN / 4) + tx;
+    const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
+    const int split = get_group_id(2);
+    const int kBegin = split * KSPLIT, kEnd = min(K, kBegin + KSPLIT);
+
+    // This work-item always loads A column kk = tid % TK of rows tid / TK + s·(TILE_THREADS / TK).
+    const int akk = tid % TK;
+    int abase[A_LOADS];
+    bool arow[A_LOADS];
+#pragma unroll
+    for (int s = 0; s < A_LOADS; ++s) {
+        const int p = m0 + tid / TK + s * (TILE_THREADS / TK);
+        arow[s] = p < M;
+        abase[s] = padded_base(min(p, M - 1), H, W, Hp, Wp, CIN);
+    }
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+    for (int k0 = kBegin; k0 < kEnd; k0 += TK) {
+        const int k = k0 + akk;
+        const int tap = k / CIN, ci = k - tap * CIN;
+        const int kh = tap / KS, kw = tap - kh * KS;
+        const int toff = (kh * Wp + kw) * CIN + ci;
+#pragma unroll
+        for (int s = 0; s < A_LOADS; ++s)
+            As[akk][tid / TK + s * (TILE_THREADS / TK)] = (arow[s] && k < kEnd) ? Xp[abase[s] + toff] : 0.0f;
+        for (int e = tid; e < TK * TN; e += TILE_THREADS) {
+            const int kk = e / TN, c = e - kk * TN;
+            const int kb = k0 + kk, n = n0 + c;
+            float v = 0.0f;
+            if (kb < kEnd && n < COUT) {
+#if FLIP
+                const int tb = kb / CIN, cb = kb - tb * CIN;
+                v = Wf[((KS * KS - 1 - tb) * COUT + n) * CIN + cb];
+#else
+                v = Wf[kb * COUT + n];
+#endif
+            }
+            Bs[kk][c] = v;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+        for (int kk = 0; kk < TK; ++kk) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + i * (TM / 4)];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + j * (TN / 4)];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    __global float* out = Y + split * M * COUT;
+    const bool addBias = hasBias && split == 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int p = m0 + ty + i * (TM / 4);
+        if (p >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int n = n0 + tx + j * (TN / 4);
+            if (n < COUT) out[p * COUT + n] = acc[i][j] + (addBias ? bias[n] : 0.0f);
+        }
+    }
+}

@@ -571,6 +571,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         let k = s.kernel
         let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
                             pad: s.pad, name: name)
+        if try convTiled(xp: xp, w: w, bias: bias, y: y, shape: s, flipped: false, name: name, op: op) { return }
         let (preferredRows, width, vectors, covered) = blockShape(s.outChannels)
         let rows = Self.blockRows(preferredRows, total: pixels)
         let hasBias: Int = bias == nil ? 0 : 1
@@ -599,10 +600,59 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
     }
 
+    /// The convolution of the padded input `xp` as a local-memory tiled product (`conv_fwd_tiled`), when the
+    /// tuning asks for it and the device runs work-groups of the tile's size; false when it did not run.
+    /// `flipped`: `w` is the forward filter of the convolution whose input gradient this is (see conv.cl).
+    private func convTiled(xp: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer,
+                           shape s: ConvShape, flipped: Bool, name: String, op: Op) throws -> Bool {
+        guard currentTuning.localTiles else { return false }
+        let pixels = s.batch * s.height * s.width
+        let tileRows = 64
+        let tileColumns = s.outChannels <= 16 ? 16 : s.outChannels <= 32 ? 32 : 64
+        let group = [tileColumns / 4, tileRows / 4]
+        let options = "-DKS=\(s.kernel) -DTM=\(tileRows) -DTN=\(tileColumns) -DFLIP=\(flipped ? 1 : 0)"
+        let kernel = try programs.kernel(file: "conv.cl", name: "conv_fwd_tiled", options: options)
+        guard min(kernel.maxWorkGroupSize, info.maxWorkGroupSize) >= group[0] * group[1],
+              info.maxWorkItemSizes.count >= 2, info.maxWorkItemSizes[0] >= group[0],
+              info.maxWorkItemSizes[1] >= group[1] else { return false }
+        let columnTiles = (s.outChannels + tileColumns - 1) / tileColumns
+        let rowTiles = (pixels + tileRows - 1) / tileRows
+        // Few tiles with long sums (deep layers on small images): split K so that every compute unit gets
+        // about two work-groups, keeping at least 64 terms per slice.
+        let depth = s.kernel * s.kernel * s.inChannels
+        let tiles = columnTiles * rowTiles
+        var splits = min((2 * info.computeUnits + tiles - 1) / tiles, max(depth / 64, 1))
+        let slice = ((depth + splits - 1) / max(splits, 1) + 15) / 16 * 16
+        splits = depth == 0 ? 1 : (depth + slice - 1) / slice
+        let target = try splits == 1 ? y : scratch(splits * pixels * s.outChannels)
+        try launch("conv.cl", "conv_fwd_tiled", options: options,
+                   global: [columnTiles * group[0], rowTiles * group[1], splits], local: group + [1],
+                   args: [.buffer(xp), .buffer(w), .buffer(bias ?? y), .buffer(target), .int(s.batch),
+                          .int(s.height), .int(s.width), .int(s.inChannels), .int(s.outChannels),
+                          .int(bias == nil ? 0 : 1), .int(splits == 1 ? max(depth, 1) : slice)],
+                   name: "\(name)_tiled_\(tileRows)x\(tileColumns)\(splits > 1 ? "_split" : "")", op: op)
+        if splits > 1 {
+            let total = pixels * s.outChannels
+            try reducePass(x: target, out: y, outputs: total, kept: [(total, 1)], outerReduced: [],
+                           inner: (splits, total), name: name + "_splits", bytes: 0)
+        }
+        return true
+    }
+
     private func convBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape s: ConvShape,
                                    name: String, op: Op) throws {
         let k = s.kernel
         let count = k * k * s.inChannels * s.outChannels
+        // dx = conv(dy, flipped filter) with the channel counts swapped.
+        let swapped = ConvShape(batch: s.batch, height: s.height, width: s.width, inChannels: s.outChannels,
+                                outChannels: s.inChannels, kernel: k)
+        if currentTuning.localTiles && s.batch * s.height * s.width > 0 && s.inChannels > 0 {
+            let dyp = try padded(dy, batch: s.batch, height: s.height, width: s.width, channels: s.outChannels,
+                                 pad: s.pad, name: name)
+            if try convTiled(xp: dyp, w: w, bias: nil, y: dx, shape: swapped, flipped: true, name: name, op: op) {
+                return
+            }
+        }
         var filter = w
         if count > 0 {
             // wf[kh, kw, co, ci] = w[K-1-kh, K-1-kw, ci, co]: taps reversed, each [cin, cout] slice transposed.
@@ -611,9 +661,6 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                           name: name + "_flip")
             filter = wf
         }
-        // dx = conv(dy, flipped filter) with the channel counts swapped.
-        let swapped = ConvShape(batch: s.batch, height: s.height, width: s.width, inChannels: s.outChannels,
-                                outChannels: s.inChannels, kernel: k)
         try convForward(x: dy, w: filter, bias: nil, y: dx, shape: swapped, name: name, op: op)
     }
 

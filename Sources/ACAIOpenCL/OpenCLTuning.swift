@@ -25,9 +25,14 @@ public struct OpenCLTuning: Sendable, Equatable, CustomStringConvertible {
     public var serialWorkItems: Bool
     /// Work-items the split reductions (sums, filter gradients) aim for, so that every compute unit is busy.
     public var parallelItems: Int
+    /// Forward and input-gradient convolutions as local-memory tiled products (`conv_fwd_tiled`): a
+    /// work-group shares tiles of input and filter, which GPUs need (the register-blocked kernels reread
+    /// the input from global memory once per block of output channels); CPU devices have caches instead.
+    public var localTiles: Bool
 
     public init(blockRows: Int, wideBlockRows: Int, vectorWidth: Int, vectorsPerRow: Int, blockGroupRows: Int,
-                groupSize: Int, elementwiseVector: Int, serialWorkItems: Bool, parallelItems: Int) {
+                groupSize: Int, elementwiseVector: Int, serialWorkItems: Bool, parallelItems: Int,
+                localTiles: Bool = false) {
         self.blockRows = blockRows
         self.wideBlockRows = wideBlockRows
         self.vectorWidth = vectorWidth
@@ -37,6 +42,7 @@ public struct OpenCLTuning: Sendable, Equatable, CustomStringConvertible {
         self.elementwiseVector = elementwiseVector
         self.serialWorkItems = serialWorkItems
         self.parallelItems = parallelItems
+        self.localTiles = localTiles
     }
 
     /// The parameters for a device.
@@ -44,9 +50,7 @@ public struct OpenCLTuning: Sendable, Equatable, CustomStringConvertible {
         let units = max(info.computeUnits, 1)
         switch info.type {
         case .gpu, .accelerator, .other:
-            return OpenCLTuning(blockRows: 4, wideBlockRows: 4, vectorWidth: 4, vectorsPerRow: 1, blockGroupRows: 16,
-                                groupSize: 256, elementwiseVector: 4, serialWorkItems: false,
-                                parallelItems: units * 512)
+            return gpu(computeUnits: units)
         case .cpu:
             // Measured on PoCL 3.1 / AVX-512 (see the report in OpenCLDevice.swift's history): 12 x 16 and
             // 8 x 32 blocks keep 24 and 16 accumulators in the 32 vector registers.
@@ -56,10 +60,18 @@ public struct OpenCLTuning: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The GPU parameters (also used by the tests to run the GPU code paths on a CPU OpenCL device).
+    public static func gpu(computeUnits: Int) -> OpenCLTuning {
+        OpenCLTuning(blockRows: 4, wideBlockRows: 4, vectorWidth: 4, vectorsPerRow: 1, blockGroupRows: 16,
+                     groupSize: 256, elementwiseVector: 4, serialWorkItems: false,
+                     parallelItems: max(computeUnits, 1) * 512, localTiles: true)
+    }
+
     public var description: String {
         "blocks of \(blockRows) x \(vectorWidth) or \(wideBlockRows) x \(vectorsPerRow)x\(vectorWidth), "
             + "\(blockGroupRows) blocks per group, "
             + "groups of \(groupSize), \(elementwiseVector) elements per elementwise item, "
             + "\(serialWorkItems ? "serial" : "parallel") work-items, \(parallelItems) parallel items"
+            + (localTiles ? ", local-memory tiled convolutions" : "")
     }
 }

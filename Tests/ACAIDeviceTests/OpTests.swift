@@ -1,5 +1,6 @@
 import ACAICPU
 import ACAIDevice
+import ACAIOpenCL
 import ACAITestSupport
 import Foundation
 import XCTest
@@ -237,6 +238,8 @@ final class OpTests: XCTestCase {
             }
         }
         shapes.append((ConvShape(batch: 2, height: 32, width: 32, inChannels: 16, outChannels: 16, kernel: 3), true))
+        // More than one 64-channel tile of the tiled (GPU) kernel in both directions, and a ragged K.
+        shapes.append((ConvShape(batch: 1, height: 7, width: 9, inChannels: 70, outChannels: 67, kernel: 3), true))
         return shapes
     }
 
@@ -248,6 +251,19 @@ final class OpTests: XCTestCase {
         defer { if let previous { setenv("ACAI_CPU_CONV", previous, 1) } else { unsetenv("ACAI_CPU_CONV") } }
         return ("cpu (ACAI_CPU_CONV=blas)", CPUDevice())
     }()
+
+    /// The OpenCL device with the GPU launch parameters (local-memory tiled convolutions, 4-wide blocks), so
+    /// that the GPU code paths run in CI on PoCL too. Empty when OpenCL is unavailable and not required (the
+    /// OpenCL part of `checkOnAllDevices` then skips); an error when it is required.
+    static func openCLWithGPUTuning() throws -> [(label: String, device: any Device)] {
+        let device: OpenCLDevice
+        do { device = try TestDevices.freshOpenCL() } catch {
+            if TestDevices.openCLRequired { throw error }
+            return []
+        }
+        device.tuning = .gpu(computeUnits: device.info.computeUnits)
+        return [("\(device.id) with GPU tuning", device)]
+    }
 
     static func describe(_ s: ConvShape) -> String {
         "[n=\(s.batch) h=\(s.height) w=\(s.width) cin=\(s.inChannels) cout=\(s.outChannels) k=\(s.kernel)]"
@@ -267,7 +283,7 @@ final class OpTests: XCTestCase {
                 .conv2d(x: i[0], w: i[1], bias: bias ? i[2] : nil, y: o[0], shape: s)
             })
         }
-        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution])
+        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
     }
 
     func testConv2dBackwardInput() throws {
@@ -282,7 +298,7 @@ final class OpTests: XCTestCase {
                 .conv2dBackwardInput(dy: i[0], w: i[1], dx: o[0], shape: s)
             })
         }
-        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution])
+        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
     }
 
     func testConv2dBackwardFilter() throws {
@@ -297,7 +313,7 @@ final class OpTests: XCTestCase {
                 .conv2dBackwardFilter(x: i[0], dy: i[1], dw: o[0], shape: s)
             })
         }
-        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution])
+        try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
     }
 
     // MARK: Pooling and upsampling
