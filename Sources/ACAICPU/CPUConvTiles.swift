@@ -152,7 +152,8 @@ struct ConvTuning: Sendable {
         func name(_ t: TileShape?) -> String { t.map { "\($0.rows)x\(16 * $0.blocks)" } ?? "-" }
         let speed = forwardGFLOPS.isFinite ? String(format: " (%.0f GFLOP/s per thread)", forwardGFLOPS) : ""
         return "forward \(name(forward16))/\(name(forward32)), filter \(name(filter16))/\(name(filter32))"
-            + speed + (directIsFast ? "" : ", slow: this build lacks AVX (-target-cpu native)")
+            + speed + (directIsFast ? "" : ", slow: below \(Int(ConvTuning.fastDirectGFLOPS)) GFLOP/s per thread, as "
+                + "without AVX (is the build for this CPU? -target-cpu native, or ACAI_TARGET_CPU)")
     }
 
     /// Times each tile on a small 3×3 convolution (4 images of 8×8, 32 → 32 channels; about 5 MFLOP a
