@@ -607,6 +607,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                            shape s: ConvShape, flipped: Bool, name: String, op: Op) throws -> Bool {
         guard currentTuning.localTiles else { return false }
         let pixels = s.batch * s.height * s.width
+        if pixels == 0 || s.outChannels == 0 { return true }  // nothing to write
         let tileRows = 64
         let tileColumns = s.outChannels <= 16 ? 16 : s.outChannels <= 32 ? 32 : 64
         let group = [tileColumns / 4, tileRows / 4]
@@ -646,7 +647,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         // dx = conv(dy, flipped filter) with the channel counts swapped.
         let swapped = ConvShape(batch: s.batch, height: s.height, width: s.width, inChannels: s.outChannels,
                                 outChannels: s.inChannels, kernel: k)
-        if currentTuning.localTiles && s.batch * s.height * s.width > 0 && s.inChannels > 0 {
+        if currentTuning.localTiles {
             let dyp = try padded(dy, batch: s.batch, height: s.height, width: s.width, channels: s.outChannels,
                                  pad: s.pad, name: name)
             if try convTiled(xp: dyp, w: w, bias: nil, y: dx, shape: swapped, flipped: true, name: name, op: op) {

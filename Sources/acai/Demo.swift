@@ -103,7 +103,8 @@ struct BenchLines: ParsableCommand {
             return s
         }
         let runs = kinds.flatMap { kind in seedList.map { (kind: kind, seed: $0) } }
-        func folder(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(out)/\(run.kind.rawValue)-seed\(run.seed)" }
+        func name(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(run.kind.rawValue)-seed\(run.seed)" }
+        func folder(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(out)/\(name(run))" }
 
         let dev = try device.make()
         var summaries: [String: RunSummary] = [:]
@@ -125,7 +126,7 @@ struct BenchLines: ParsableCommand {
                                  "--device", dev.id]
                 if let minutes { arguments += ["--minutes", "\(minutes)"] }
                 if FileManager.default.fileExists(atPath: folder(run) + "/checkpoint.bin") { arguments.append("--resume") }
-                return (name: "\(run.kind.rawValue)-seed\(run.seed)", arguments: arguments)
+                return (name: name(run), arguments: arguments)
             })
             if !failed.isEmpty {
                 throw ValidationError("runs failed: \(failed.joined(separator: ", ")); their logs are \(failed.map { "\(out)/\($0).log" }.joined(separator: ", "))")

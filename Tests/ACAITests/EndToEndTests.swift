@@ -57,12 +57,13 @@ final class EndToEndTests: XCTestCase {
         let cpuModel = try parameters(on: cpu), clModel = try parameters(on: cl)
         let adam = try Adam(parameters: cpuModel.all, learningRate: 1e-3)
         let perBatch = batch * size * size
+        func batchValues(_ step: Int) -> [Float] { Array(data[(step % 10) * perBatch..<(step % 10 + 1) * perBatch]) }
         let launches = cl.launchCount
         var cpuLosses: [Float] = []
         var worstLoss = 0.0
         var gradientDifferences: [Double] = []
         for step in 0..<steps {
-            let values = Array(data[(step % 10) * perBatch..<(step % 10 + 1) * perBatch])
+            let values = batchValues(step)
             for (p, q) in zip(cpuModel.all, clModel.all) { try q.assign(p.toArray()) }
             let onCPU = try lossAndGradients(cpuModel, Tensor(shape: [batch, size, size, 1], values: values, on: cpu))
             let onCL = try lossAndGradients(clModel, Tensor(shape: [batch, size, size, 1], values: values, on: cl))
@@ -99,7 +100,7 @@ final class EndToEndTests: XCTestCase {
         for (p, q) in zip(try parameters(on: cpu).all, clModel.all) { try q.assign(p.toArray()) }
         var clLosses: [Float] = []
         for step in 0..<steps {
-            let values = Array(data[(step % 10) * perBatch..<(step % 10 + 1) * perBatch])
+            let values = batchValues(step)
             let r = try lossAndGradients(clModel, Tensor(shape: [batch, size, size, 1], values: values, on: cl))
             try clAdam.update(r.gradients)
             clLosses.append(try r.loss.item())
