@@ -26,6 +26,7 @@ public final class CPUDevice: Device, @unchecked Sendable {
 
     private let launchLock = NSLock()
     private var launches = 0
+    private var reads = 0
 
     /// - Parameters:
     ///   - threads: workers for the Swift kernels; default: the active core count. OpenBLAS keeps its
@@ -65,8 +66,28 @@ public final class CPUDevice: Device, @unchecked Sendable {
         }
     }
 
+    /// The CPU copies at once, so an upload is a write (and waits for nothing).
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        try write(values, to: buffer)
+    }
+
+    public var viewAlignment: Int { 1 }
+
+    public func view(of buffer: DeviceBuffer, offset: Int, count: Int) throws -> DeviceBuffer {
+        try checkOwned(buffer, "view")
+        guard buffer.parent == nil, offset >= 0, count >= 0, offset + count <= buffer.count else {
+            throw DeviceError.invalidArgument("view of floats \(offset)..<\(offset + count) of a buffer of \(buffer.count) floats\(buffer.parent == nil ? "" : " that is itself a view")")
+        }
+        return DeviceBuffer(viewOf: buffer, offset: offset, count: count,
+                            handle: buffer.handle + offset * MemoryLayout<Float>.stride, release: nil)
+    }
+
+    /// Reads are the CPU device's only waits (its ops finish before `run` returns).
+    public var synchronizationCount: Int { launchLock.withLock { reads } }
+
     public func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws {
         try checkOwned(buffer, "read")
+        launchLock.withLock { reads += 1 }
         guard values.count == buffer.count else {
             throw DeviceError.invalidArgument("read: room for \(values.count) values from a buffer of \(buffer.count) floats")
         }

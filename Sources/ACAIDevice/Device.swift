@@ -23,6 +23,14 @@ public protocol Device: AnyObject, Sendable {
     func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws
     /// Waits for pending work and copies the buffer back to the host.
     func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws
+    /// Copies `values` into `buffer` without waiting: the device keeps its own copy of the values until
+    /// the copy has happened, so the caller may reuse its memory at once. Ops run after it see the values.
+    func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws
+    /// A buffer that is floats `offset ..< offset + count` of `buffer` (an allocation, not a view), sharing
+    /// its memory; ops may use it like any buffer. `offset` must be a multiple of `viewAlignment`.
+    func view(of buffer: DeviceBuffer, offset: Int, count: Int) throws -> DeviceBuffer
+    /// The alignment, in floats, that view offsets need (OpenCL's base-address alignment).
+    var viewAlignment: Int { get }
     /// Executes one op. All buffers must come from this device.
     func run(_ op: Op) throws
     /// Waits until all submitted work has finished.
@@ -36,6 +44,9 @@ public protocol Device: AnyObject, Sendable {
     /// Number of kernels (OpenCL) or op implementations (CPU) executed so far. Tests use it to prove
     /// that work really ran on the device they meant.
     var launchCount: Int { get }
+    /// Number of times the host has waited for the device so far (blocking reads and writes, `synchronize`).
+    /// A lean training step waits for nothing; `acai bench train` reports this per step.
+    var synchronizationCount: Int { get }
 }
 
 public enum DeviceKind: String, Sendable {
@@ -52,6 +63,10 @@ extension Device {
         var out = [Float](repeating: 0, count: buffer.count)
         try out.withUnsafeMutableBufferPointer { try read(buffer, into: $0) }
         return out
+    }
+
+    public func upload(_ values: [Float], to buffer: DeviceBuffer) throws {
+        try values.withUnsafeBufferPointer { try upload($0, to: buffer) }
     }
 
     /// Allocates and fills a buffer from host values.

@@ -1,22 +1,53 @@
 import Foundation
 
-/// A device allocation of `count` float32 values. The handle is backend-specific (a host pointer on
-/// the CPU, a `cl_mem` on OpenCL). When the last reference goes, the allocation returns to its pool.
+/// A device allocation of `count` float32 values, or a view of part of one. The handle is backend-specific
+/// (a host pointer on the CPU, a `cl_mem` on OpenCL). When the last reference goes, an allocation returns
+/// to its pool; a view releases its own handle and lets go of the allocation it looks into.
 public final class DeviceBuffer: @unchecked Sendable {
     public let count: Int
     /// Backend-owned handle; only the backend that allocated it interprets it.
     public let handle: UnsafeMutableRawPointer
     public let pool: BufferPool
+    /// For a view: the allocation it looks into (kept alive by the view) and where it starts, in floats.
+    public let parent: DeviceBuffer?
+    public let offset: Int
+    private let releaseView: (@Sendable (UnsafeMutableRawPointer) -> Void)?
 
     init(count: Int, handle: UnsafeMutableRawPointer, pool: BufferPool) {
         self.count = count
         self.handle = handle
         self.pool = pool
+        self.parent = nil
+        self.offset = 0
+        self.releaseView = nil
     }
 
-    deinit { pool.release(handle, count: count) }
+    /// A view of `count` floats of `parent` from `offset`, with the backend's own handle for it (the
+    /// parent's pointer moved on the CPU, a sub-buffer on OpenCL). `release` frees that handle.
+    public init(viewOf parent: DeviceBuffer, offset: Int, count: Int, handle: UnsafeMutableRawPointer,
+                release: (@Sendable (UnsafeMutableRawPointer) -> Void)?) {
+        precondition(parent.parent == nil, "a view of a view")
+        precondition(offset >= 0 && count >= 0 && offset + count <= parent.count, "view outside its buffer")
+        self.count = count
+        self.handle = handle
+        self.pool = parent.pool
+        self.parent = parent
+        self.offset = offset
+        self.releaseView = release
+    }
+
+    deinit {
+        if parent != nil { releaseView?(handle) } else { pool.release(handle, count: count) }
+    }
 
     public var byteCount: Int { count * MemoryLayout<Float>.stride }
+
+    /// True when both are the same memory (the same allocation, or views of the same range).
+    public func isSameMemory(as other: DeviceBuffer) -> Bool {
+        if self === other { return true }
+        let a = parent ?? self, b = other.parent ?? other
+        return a === b && offset == other.offset && count == other.count
+    }
 }
 
 /// Byte counters of a device's allocator.

@@ -2,10 +2,14 @@ import ACAIDevice
 import COpenCL
 import Foundation
 
-/// The OpenCL device: one context and one in-order, profiling-enabled queue on the device `opencl:N`.
+/// The OpenCL device: one context and one in-order queue (profiling only under `ACAI_PROFILE`) on the
+/// device `opencl:N`.
 ///
 /// - `run` enqueues kernels and returns; `read` (a blocking read) and `synchronize` (`clFinish`) wait.
-///   `write` is a blocking write, so the caller's memory may be reused as soon as it returns.
+///   `write` is a blocking write, so the caller's memory may be reused as soon as it returns; `upload`
+///   copies the values into staging memory the device owns and enqueues a non-blocking write from it.
+/// - The queue is flushed every `flushInterval` launches, so a long run of small kernels keeps the
+///   device busy while the host is still enqueueing.
 /// - Every op runs as OpenCL kernels from `Kernels/` (see `ProgramCache` for how they are loaded and
 ///   built); nothing falls back to host code.
 /// - Buffers come from a `BufferPool` of `cl_mem`s capped at `memoryLimitBytes`, `ACAI_MEMORY_LIMIT`,
@@ -28,7 +32,12 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
 
     private let lock = NSLock()
     private var launches = 0
+    private var waits = 0
     private var pending: [PendingEvent] = []
+    /// Host copies of non-blocking uploads, freed once their write has completed.
+    private var staging: [(event: cl_event, memory: UnsafeMutableRawPointer)] = []
+    private var launchesSinceFlush = 0
+    static let flushInterval = 32
     private var currentTuning: OpenCLTuning
 
     /// Opens `opencl:index` (the flat device index of `OpenCLPlatforms.list()`).
@@ -42,10 +51,11 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         self.id = "opencl:\(index)"
         let context = try CLContext(device: located.device)
         self.context = context
-        self.queue = try CLQueue(context: context, device: located.device)
+        let profiler = Profiler(deviceName: "opencl:\(index)")
+        self.profiler = profiler
+        self.queue = try CLQueue(context: context, device: located.device, profiling: profiler.enabled)
         self.programs = ProgramCache(context: context, device: located.device, deviceName: info.name,
                                      driverVersion: info.driverVersion)
-        self.profiler = Profiler(deviceName: id)
         self.currentTuning = OpenCLTuning.defaults(for: info)
 
         let environmentLimit = ProcessInfo.processInfo.environment["ACAI_MEMORY_LIMIT"].flatMap(parseByteCount)
@@ -72,6 +82,10 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     deinit {
         clFinish(queue.handle)
         for event in pending { clReleaseEvent(event.event) }
+        for upload in staging {
+            clReleaseEvent(upload.event)
+            free(upload.memory)
+        }
     }
 
     /// Launch parameters (see `OpenCLTuning`); settable for benchmarks.
@@ -83,6 +97,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     public var memory: MemoryStats { pool.memory }
     public func clearCache() { pool.clearCache() }
     public var launchCount: Int { lock.withLock { launches } }
+    public var synchronizationCount: Int { lock.withLock { waits } }
     /// Programs built so far in this process and the seconds spent building them.
     public var programBuilds: (count: Int, seconds: Double) { programs.buildStatistics }
 
@@ -107,9 +122,83 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                 "write to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
         }
         try lock.withLock {
+            waits += 1
             try clCheck(clEnqueueWriteBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount, base,
                                              0, nil, nil), "clEnqueueWriteBuffer")
+            releaseFinishedUploads(all: true)
         }
+    }
+
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        try checkOwned(buffer, "upload")
+        if values.isEmpty { return }
+        guard values.count == buffer.count, let base = values.baseAddress else {
+            throw DeviceError.invalidArgument(
+                "upload to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
+        }
+        guard let copy = malloc(buffer.byteCount) else {
+            throw DeviceError.outOfMemory(device: "host (staging for \(id))", requested: buffer.byteCount,
+                                          inUse: 0, limit: 0)
+        }
+        copy.copyMemory(from: base, byteCount: buffer.byteCount)
+        try lock.withLock {
+            releaseFinishedUploads(all: false)
+            var event: cl_event?
+            let code = clEnqueueWriteBuffer(queue.handle, mem(buffer), cl_bool(CL_FALSE), 0, buffer.byteCount, copy,
+                                            0, nil, &event)
+            guard code == CL_SUCCESS, let event else {
+                free(copy)
+                try clCheck(code == CL_SUCCESS ? -1 : code, "clEnqueueWriteBuffer (non-blocking)")
+                return
+            }
+            staging.append((event, copy))
+            try flushIfDue()
+        }
+    }
+
+    /// Frees the staging copies whose writes have completed (all of them after a wait on the queue).
+    private func releaseFinishedUploads(all: Bool) {
+        staging.removeAll { upload in
+            var status: cl_int = 0
+            if !all {
+                clGetEventInfo(upload.event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS),
+                               MemoryLayout<cl_int>.size, &status, nil)
+                guard status == CL_COMPLETE || status < 0 else { return false }
+            }
+            clReleaseEvent(upload.event)
+            free(upload.memory)
+            return true
+        }
+    }
+
+    private func flushIfDue() throws {
+        launchesSinceFlush += 1
+        if launchesSinceFlush >= Self.flushInterval {
+            launchesSinceFlush = 0
+            try clCheck(clFlush(queue.handle), "clFlush")
+        }
+    }
+
+    public var viewAlignment: Int { max(info.baseAddressAlignmentBytes / MemoryLayout<Float>.stride, 1) }
+
+    public func view(of buffer: DeviceBuffer, offset: Int, count: Int) throws -> DeviceBuffer {
+        try checkOwned(buffer, "view")
+        guard buffer.parent == nil, offset >= 0, count > 0, offset + count <= buffer.count,
+              offset % viewAlignment == 0 else {
+            throw DeviceError.invalidArgument(
+                "\(id): a view of floats \(offset)..<\(offset + count) of a buffer of \(buffer.count) floats "
+                    + "(views start at multiples of \(viewAlignment) floats, of buffers that are not views)")
+        }
+        var region = cl_buffer_region(origin: offset * MemoryLayout<Float>.stride,
+                                      size: count * MemoryLayout<Float>.stride)
+        var err: cl_int = 0
+        let sub = clCreateSubBuffer(mem(buffer), cl_mem_flags(CL_MEM_READ_WRITE),
+                                    cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &err)
+        guard err == CL_SUCCESS, let sub else {
+            throw DeviceError.openCL(call: "clCreateSubBuffer", code: err == CL_SUCCESS ? -1 : err)
+        }
+        return DeviceBuffer(viewOf: buffer, offset: offset, count: count, handle: UnsafeMutableRawPointer(sub),
+                            release: { clReleaseMemObject(OpaquePointer($0)) })
     }
 
     public func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws {
@@ -123,16 +212,20 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                 "read from \(id): room for \(values.count) values but the buffer holds \(buffer.count) floats")
         }
         try lock.withLock {
+            waits += 1
             // A blocking read on an in-order queue: every earlier command has finished when it returns.
             try clCheck(clEnqueueReadBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount, base,
                                             0, nil, nil), "clEnqueueReadBuffer")
+            releaseFinishedUploads(all: true)
             try collectEvents()
         }
     }
 
     public func synchronize() throws {
         try lock.withLock {
+            waits += 1
             try clCheck(clFinish(queue.handle), "clFinish")
+            releaseFinishedUploads(all: true)
             try collectEvents()
         }
     }
@@ -807,6 +900,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
         try clCheck(code, "clEnqueueNDRangeKernel(\(kernel), global \(globalSize), local \(localSize))")
         launches += 1
+        try flushIfDue()
         if let event { pending.append(PendingEvent(event: event, name: name, flops: flops, bytes: bytes)) }
     }
 

@@ -32,6 +32,8 @@ public struct OpenCLDeviceInfo: Sendable, CustomStringConvertible {
     public var maxWorkItemSizes: [Int]
     /// CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer.
     public var maxAllocationBytes: Int
+    /// CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: where sub-buffers (views) may start.
+    public var baseAddressAlignmentBytes: Int
     public var supportsFP16: Bool
     public var supportsFP64: Bool
     public var extensions: [String]
@@ -198,6 +200,8 @@ public enum OpenCLPlatforms {
             maxWorkItemSizes: try workItemSizes(device),
             maxAllocationBytes: Int(clamping: try clDeviceValue(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
                                                                  as: cl_ulong.self)),
+            baseAddressAlignmentBytes: max(Int(try clDeviceValue(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN,
+                                                                  as: cl_uint.self)) / 8, 4),
             supportsFP16: extensions.contains("cl_khr_fp16"),
             supportsFP64: extensions.contains("cl_khr_fp64"),
             extensions: extensions)

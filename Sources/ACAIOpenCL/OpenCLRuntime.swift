@@ -27,10 +27,11 @@ final class CLContext: @unchecked Sendable {
 
 final class CLQueue: @unchecked Sendable {
     let handle: cl_command_queue
-    /// An in-order queue with profiling enabled (cheap, and it makes per-kernel timings available).
-    init(context: CLContext, device: cl_device_id) throws {
+    /// An in-order queue; with profiling enabled only when asked (`ACAI_PROFILE`), since some drivers
+    /// pay for the timestamps on every launch.
+    init(context: CLContext, device: cl_device_id, profiling: Bool) throws {
         var err: cl_int = 0
-        let properties = cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE)
+        let properties = cl_command_queue_properties(profiling ? CL_QUEUE_PROFILING_ENABLE : 0)
         guard let queue = clCreateCommandQueue(context.handle, device, properties, &err), err == CL_SUCCESS else {
             throw DeviceError.openCL(call: "clCreateCommandQueue", code: err == CL_SUCCESS ? -36 : err)
         }
