@@ -30,6 +30,17 @@ extension Tensor {
         return try reduceSum(reduced: reduced).reshaped(target)
     }
 
+    /// `sumToShape`, written into `sink` when there is one to overwrite (an added contribution is left to
+    /// the caller).
+    func sumToShape(_ target: [Int], into sink: GradientSink?) throws -> Tensor {
+        guard let sink, !sink.accumulate, shape != target else { return try sumToShape(target) }
+        let lead = shape.count - target.count
+        let aligned = Array(repeating: 1, count: lead) + target
+        let reduced = zip(shape, aligned).map { $0 != $1 }
+        try device.run(.reduceSum(x: buffer, out: sink.tensor.buffer, layout: ReduceLayout(shape: shape, reduced: reduced)))
+        return sink.tensor
+    }
+
     /// y = alpha·x + beta
     public func affine(scale alpha: Float, shift beta: Float) throws -> Tensor {
         let x = self
@@ -131,9 +142,12 @@ func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
 
 public func + (a: Tensor, b: Tensor) throws -> Tensor {
     let sa = a.shape, sb = b.shape
-    return Tensor.result(try a.binary(.add, b), "add", [a, b]) { g, needed in
+    return Tensor.result(try a.binary(.add, b), "add", [a, b], backward: { g, needed in
         [needed[0] ? try g.sumToShape(sa) : nil, needed[1] ? try g.sumToShape(sb) : nil]
-    }
+    }, backwardInto: { g, needed, sinks in
+        // A bias: its gradient is summed over the broadcast axes straight into its gradient buffer.
+        [needed[0] ? try g.sumToShape(sa, into: sinks[0]) : nil, needed[1] ? try g.sumToShape(sb, into: sinks[1]) : nil]
+    })
 }
 
 public func - (a: Tensor, b: Tensor) throws -> Tensor {

@@ -57,9 +57,15 @@ public struct RandomStream: Sendable, Codable, Equatable {
         // Normals read two counters per element from a derived seed, so they never overlap the uniform
         // counters of the same stream.
         let start = take(shape.reduce(1, *))
-        let drawSeed = distribution == .normal ? mixSeeds(seed, 0x4E4F_524D_414C) : seed
+        let drawSeed = distribution == .normal ? normalSeed : seed
         return try Tensor.random(shape, distribution, seed: drawSeed, offset: start, on: device)
     }
+
+    /// The seed of this stream's normal draws.
+    public var normalSeed: UInt64 { mixSeeds(seed, 0x4E4F_524D_414C) }
+
+    /// Skips `count` values (a replayed step drew them on the device).
+    public mutating func advance(by count: UInt64) { offset &+= count }
 
     /// A new independent seed for a sub-component (e.g. one per layer).
     public mutating func nextSeed() -> UInt64 { mixSeeds(seed, take(1)) }

@@ -14,8 +14,8 @@ extension Tensor {
         let out = try Tensor.empty([m, n], on: device)
         try device.run(.gemm(a: buffer, b: other.buffer, c: out.buffer,
                              shape: GemmShape(m: m, n: n, k: k, transA: transposeA, transB: transposeB)))
-        let a = detached(), b = other.detached()
-        return Tensor.result(out, "matmul", [self, other]) { g, needed in
+        let a = detached(), b = other.detached(), dev = device
+        let rule: (Tensor, [Bool]) throws -> [Tensor?] = { g, needed in
             // C = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back when needed.
             let ga: Tensor? = !needed[0] ? nil : transposeA ? try b.matmul(g, transposeA: transposeB, transposeB: true)
                                                          : try g.matmul(b, transposeB: !transposeB)
@@ -23,6 +23,14 @@ extension Tensor {
                                                          : try a.matmul(g, transposeA: !transposeA)
             return [ga, gb]
         }
+        return Tensor.result(out, "matmul", [self, other], backward: rule, backwardInto: { g, needed, sinks in
+            // A dense layer's weight (B, not transposed): Aᵀ·g straight into its gradient buffer, added with
+            // beta = 1 when it already holds a contribution.
+            guard needed[1], let sink = sinks[1], !transposeB else { return try rule(g, needed) }
+            try dev.run(.gemm(a: a.buffer, b: g.buffer, c: sink.tensor.buffer,
+                              shape: GemmShape(m: k, n: n, k: m, transA: !transposeA, beta: sink.accumulate ? 1 : 0)))
+            return [try rule(g, [needed[0], false])[0], sink.tensor]
+        })
     }
 
     /// Convolution of NHWC `self` with an HWIO filter `[k, k, cin, cout]`, stride 1, 'same' padding,

@@ -28,6 +28,12 @@ public final class Parameter {
     }
 
     public func toArray() throws -> [Float] { try value.toArray() }
+
+    /// Moves the parameter to other storage holding the same values (a `ParameterStore`'s view).
+    func rebind(to buffer: DeviceBuffer) {
+        precondition(buffer.count == count, "parameter \(name): storage of \(buffer.count) floats for \(count)")
+        self.buffer = buffer
+    }
 }
 
 /// Initialisers of the reference code.

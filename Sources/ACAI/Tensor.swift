@@ -72,3 +72,15 @@ public struct Tensor {
 extension Tensor: CustomStringConvertible {
     public var description: String { "Tensor(\(shape), \(device.id)\(requiresGradient ? ", grad" : ""))" }
 }
+
+extension Tensor {
+    /// Copies the values into `target`, which has as many elements (no gradient flows).
+    public func copy(into target: Tensor) throws {
+        guard target.count == count else {
+            throw DeviceError.invalidArgument("copy of \(shape) into \(target.shape): element counts differ")
+        }
+        if count == 0 { return }
+        try device.run(.copyAxisRange(src: buffer, dst: target.buffer, outer: 1, srcAxis: count, dstAxis: count,
+                                      inner: 1, srcStart: 0, dstStart: 0, length: count))
+    }
+}

@@ -41,17 +41,20 @@ public final class AAE: CoreAutoencoder {
         let z = try core.encoder(x)
         let lossReconstruction = try meanSquaredError(core.decoder(z), x)
         let prior = try random.tensor(z.shape, .normal, on: device)
-        let logitLatent = try logit(z), logitPrior = try logit(prior)
+        // One discriminator pass on [codes; prior samples] (per-sample layers: the same values, half the launches).
+        let n = x.shape[0]
+        let logits = try logit(Tensor.concat([z, prior]))
+        let logitLatent = try logits.slice(0..<n), logitPrior = try logits.slice(n..<(2 * n))
         let zeros = try Tensor.zeros(logitLatent.shape, on: device), ones = try Tensor.full(logitLatent.shape, 1, on: device)
         let lossAdversaryLatent = try logitLatent.sigmoidCrossEntropy(labels: zeros).mean()
         let lossAdversaryPrior = try logitPrior.sigmoidCrossEntropy(labels: ones).mean()
         let lossAELatent = try logitLatent.sigmoidCrossEntropy(labels: ones).mean()
         let lossAE = try lossReconstruction + lossAELatent
         let lossDiscriminator = try lossAdversaryPrior + lossAdversaryLatent
-        let aeGrads = try gradients(of: lossAE, wrt: core.adam.parameters)
-        let discGrads = try gradients(of: lossDiscriminator, wrt: discriminatorAdam.parameters)
-        try core.adam.update(aeGrads)
-        try discriminatorAdam.update(discGrads)
+        try core.adam.computeGradients(of: lossAE)
+        try discriminatorAdam.computeGradients(of: lossDiscriminator)
+        try core.adam.applyGradients()
+        try discriminatorAdam.applyGradients()
         return ["loss_ae": lossReconstruction, "loss_ae_latent": lossAELatent, "loss_adv_latent": lossAdversaryLatent,
                 "loss_adv_prior": lossAdversaryPrior, "loss_probe": try core.probeStep(z, labels: labels)]
     }

@@ -32,25 +32,29 @@ public final class ACAIModel: CoreAutoencoder {
     public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
         let n = x.shape[0]
         let z = try core.encoder(x)
-        let reconstruction = try core.decoder(z)
         let u = try random.tensor([n, 1, 1, 1], .uniform, on: device)
         let alpha = try 0.5 - (u - 0.5).abs()
         let mixed = try alpha * z + (1 - alpha) * z.reversed(axis: 0)
-        let decodedMix = try core.decoder(mixed)
-        let scoreMix = try score(decodedMix)
+        // The decoder runs once on [z; mixed] and the critic once on [x̂_α; blend]: every layer is per-sample,
+        // so the values are those of separate passes, with half the launches.
+        let decoded = try core.decoder(Tensor.concat([z, mixed]))
+        let reconstruction = try decoded.slice(0..<n), decodedMix = try decoded.slice(n..<(2 * n))
+        let blend = try (reconstruction + (x - reconstruction) * config.reg).detached()
+        let scores = try score(Tensor.concat([decodedMix, blend]))
+        let scoreMix = try scores.slice(0..<n), scoreReal = try scores.slice(n..<(2 * n))
 
         let lossReconstruction = try meanSquaredError(reconstruction, x)
         let lossAEAdversarial = try scoreMix.square().mean()
         let lossAE = try lossReconstruction + lossAEAdversarial * config.advWeight
-        let blend = try (reconstruction + (x - reconstruction) * config.reg).detached()
         let lossCriticMix = try (scoreMix - alpha.reshaped([n])).square().mean()
-        let lossCriticReal = try score(blend).square().mean()
+        let lossCriticReal = try scoreReal.square().mean()
         let lossCritic = try lossCriticMix + lossCriticReal
 
-        let aeGrads = try gradients(of: lossAE, wrt: core.adam.parameters)
-        let criticGrads = try gradients(of: lossCritic, wrt: critic.parameters)
-        try core.adam.update(aeGrads)
-        try criticAdam.update(criticGrads)
+        // Both gradients from the same forward pass, before either update.
+        try core.adam.computeGradients(of: lossAE)
+        try criticAdam.computeGradients(of: lossCritic)
+        try core.adam.applyGradients()
+        try criticAdam.applyGradients()
         return [
             "loss_ae": lossAE, "loss_ae_l2": lossReconstruction, "loss_ae_disc": lossAEAdversarial,
             "loss_disc": lossCritic, "loss_disc_mix": lossCriticMix, "loss_disc_real": lossCriticReal,

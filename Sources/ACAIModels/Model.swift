@@ -73,8 +73,10 @@ public protocol Autoencoder: AnyObject {
     /// State that is not a parameter but must be checkpointed (e.g. the VQ-VAE's EMA codebook).
     var buffers: [(name: String, tensor: Tensor)] { get }
 
-    /// One training step on a batch: updates every parameter and returns the scalar losses (on the device,
-    /// read back only when logged). `labels` are one-hot [n, classes] for the latent probe.
+    /// One training step on a batch: updates every parameter and all state in place and returns the scalar
+    /// losses (on the device, read back only when logged). `labels` are one-hot [n, classes] for the latent
+    /// probe. A step must not read device values on the host, and must draw its random numbers from `random`
+    /// only: `StepPlan` records it once and replays its ops.
     func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor]
     /// The latent code used for interpolation and clustering, [n, ...].
     func encode(_ x: Tensor, random: inout RandomStream) throws -> Tensor
@@ -122,13 +124,13 @@ public final class AutoencoderCore {
     /// Trains the probe one step on `features` (detached here) and returns its loss.
     public func probeStep(_ features: Tensor, labels: Tensor) throws -> Tensor {
         let loss = try probe(features.detached().flattened()).softmaxCrossEntropy(labels: labels).mean()
-        try probeAdam.update(try gradients(of: loss, wrt: probe.parameters))
+        try probeAdam.minimize(loss)
         return loss
     }
 
     /// Updates the encoder and decoder (and extras) from `loss`.
     public func autoencoderStep(_ loss: Tensor) throws {
-        try adam.update(try gradients(of: loss, wrt: adam.parameters))
+        try adam.minimize(loss)
     }
 }
 

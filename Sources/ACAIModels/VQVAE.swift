@@ -14,9 +14,10 @@ public final class VQVAE: CoreAutoencoder {
     public let projection: Dense
     public let hidden: Dense
     public let output: Dense
-    public private(set) var codebook: Tensor
-    public private(set) var emaCount: Tensor
-    public private(set) var emaMeans: Tensor
+    /// The EMA state, updated in place every step (a recorded step plan replays into the same buffers).
+    public let codebook: Tensor
+    public let emaCount: Tensor
+    public let emaMeans: Tensor
     let codes: Int
     let epsilon: Float = 1e-5
 
@@ -83,12 +84,12 @@ public final class VQVAE: CoreAutoencoder {
     func updateCodebook(_ b: Bottleneck) throws {
         let decay = config.vqDecay
         let counts = try b.oneHot.sum(axes: [0])
-        emaCount = try (emaCount * decay + counts * (1 - decay)).detached()
+        try (emaCount * decay + counts * (1 - decay)).copy(into: emaCount)
         let sums = try b.oneHot.matmul(b.vectors.detached(), transposeA: true)
-        emaMeans = try (emaMeans * decay + sums * (1 - decay)).detached()
+        try (emaMeans * decay + sums * (1 - decay)).copy(into: emaMeans)
         let total = try emaCount.sum()
         let smoothed = try (emaCount + epsilon) / (total + Float(codes) * epsilon) * total
-        codebook = try (emaMeans / smoothed.reshaped([codes, 1])).detached()
+        try (emaMeans / smoothed.reshaped([codes, 1])).copy(into: codebook)
     }
 
     public func decode(_ z: Tensor) throws -> Tensor {

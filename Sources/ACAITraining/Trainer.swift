@@ -125,7 +125,10 @@ public struct RunSummary: Codable, Sendable {
 ///   options.json, summary.json   what was asked, what came out
 public final class Trainer {
     public let options: TrainOptions
-    public let device: any Device
+    /// The device everything runs on, wrapped so that training steps can be recorded and replayed.
+    public let device: RecordingDevice
+    /// Records the first training step and replays it (`replaySteps` false: every step runs eagerly).
+    public let steps: StepRecorder
     public private(set) var data: any TrainingData
     public let model: any Autoencoder
     let log: (String) -> Void
@@ -143,6 +146,8 @@ public final class Trainer {
     var evaluationRandom: RandomStream
     var elapsedBefore = 0.0
     var lossSums: [String: Double] = [:]
+    /// The losses of the steps not read back yet, summed on the device.
+    var accumulator: LossAccumulator?
     /// Seconds spent in evaluations during this process (excluded from throughput).
     var evaluationSeconds = 0.0
     var lossCounts = 0
@@ -150,7 +155,7 @@ public final class Trainer {
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
 
     /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
-    public init(options: TrainOptions, device: any Device, data: any TrainingData,
+    public init(options: TrainOptions, device: any Device, data: any TrainingData, replaySteps: Bool = true,
                 log: @escaping (String) -> Void = { print($0) },
                 progress: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
         guard options.kimg != nil || options.minutes != nil else {
@@ -158,7 +163,9 @@ public final class Trainer {
         }
         guard options.batch >= 2 else { throw TrainingError.badOption("--batch must be at least 2, got \(options.batch)") }
         guard options.evalKimg > 0 else { throw TrainingError.badOption("--eval-kimg must be positive, got \(options.evalKimg)") }
+        let device = (device as? RecordingDevice) ?? RecordingDevice(base: device)
         self.device = device
+        self.steps = StepRecorder(device: device, replay: replaySteps)
         self.data = data
         self.log = log
         self.progress = progress
@@ -230,19 +237,28 @@ public final class Trainer {
         }
         log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
             + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
-        let logEvery = 10
-        var pending: [String: Tensor] = [:]
+        // The batch goes into the same two buffers every step (uploads that do not wait), so a recorded
+        // step plan reads it from where the recording did.
+        let inputShape = [options.batch] + data.imageShape
+        let input = try Tensor.empty(inputShape, on: device)
+        let labelIndex = try Tensor.empty([options.batch], on: device)
+        let optimizers = model.optimizers.map(\.adam)
         while budgetLeft() {
             let batch = data.next(options.batch)
-            let x = try Tensor(shape: [options.batch] + data.imageShape, values: batch.images, on: device)
-            let labels = try Tensor(shape: [options.batch], values: batch.labels.map(Float.init), on: device)
-                .oneHot(depth: options.config.classes)
-            pending = try model.trainStep(x, labels: labels, random: &random)
+            try device.upload(batch.images, to: input.buffer)
+            try device.upload(batch.labels.map(Float.init), to: labelIndex.buffer)
+            try steps.step(model: model, shapes: [inputShape], optimizers: optimizers, random: &random) { random in
+                let labels = try labelIndex.oneHot(depth: options.config.classes)
+                let losses = try model.trainStep(input, labels: labels, random: &random)
+                if accumulator == nil { accumulator = try LossAccumulator(names: losses.keys.sorted(), device: device.base) }
+                try accumulator?.add(losses, through: device)
+            }
+            accumulator?.countStep()
             step += 1
             samples += options.batch
-            if step % logEvery == 0 { try collectLosses(pending) }
             let now = monotonicNanoseconds()
             if Double(now - lastProgress) / 1e9 >= options.progressSeconds {
+                try collectLosses()
                 lastProgress = now
                 let rate = Double(samples - window.0) / max(Double(now - window.1) / 1e9, 1e-9)
                 progress(progressLine(rate: rate, elapsed: seconds(since: start)))
@@ -250,13 +266,13 @@ public final class Trainer {
             }
             if samples - lastEvaluationSamples >= evalEvery {
                 lastEvaluationSamples = samples - samples % evalEvery
-                try collectLosses(pending)
+                try collectLosses()
                 try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
                 try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
             }
         }
         if records.last?.samples != samples {
-            try collectLosses(pending)
+            try collectLosses()
             try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
             try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
         }
@@ -285,18 +301,22 @@ public final class Trainer {
         return line
     }
 
-    /// Reads the losses back (one synchronisation per logging interval) and stops on NaN or infinity.
-    func collectLosses(_ losses: [String: Tensor]) throws {
-        guard !losses.isEmpty else { return }
-        for (name, t) in losses.sorted(by: { $0.key < $1.key }) {
-            let v = try t.item()
+    /// Reads the device's loss sums back (one wait for the device per progress line or evaluation) and stops
+    /// on NaN or infinity. The losses of every step count; a non-finite one is seen at the next read-back,
+    /// at most `progressSeconds` of training after it happened.
+    func collectLosses() throws {
+        guard let accumulator else { return }
+        let (sums, count) = try accumulator.collect()
+        guard count > 0 else { return }
+        for name in accumulator.names {
+            let v = sums[name] ?? .nan
             guard v.isFinite else {
                 let kept = FileManager.default.fileExists(atPath: checkpointPath) ? checkpointPath : nil
-                throw TrainingError.nonFinite(loss: name, value: v, step: step, checkpoint: kept)
+                throw TrainingError.nonFinite(loss: name, value: Float(v), step: step, checkpoint: kept)
             }
-            lossSums[name, default: 0] += Double(v)
+            lossSums[name, default: 0] += v
         }
-        lossCounts += 1
+        lossCounts += count
     }
 
     /// Lines metrics, probe accuracy, pictures, logs and the curves plot.

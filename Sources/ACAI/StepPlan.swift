@@ -1,0 +1,206 @@
+import Foundation
+
+/// A device that passes everything to `base` and, while a `StepPlan` is being recorded, also keeps the ops
+/// it runs. Models are built on it, so the tensors of a training step are recorded without the model
+/// knowing. While recording, host reads and writes are refused: a step whose host code depended on device
+/// values, or that uploaded host values, could not be replayed.
+public final class RecordingDevice: Device, @unchecked Sendable {
+    public let base: any Device
+    private let lock = NSLock()
+    private var recorded: [Op]?
+
+    public init(base: any Device) {
+        self.base = base
+    }
+
+    public var id: String { base.id }
+    public var description: String { base.description }
+    public var kind: DeviceKind { base.kind }
+    public var memory: MemoryStats { base.memory }
+    public var profiler: Profiler { base.profiler }
+    public var launchCount: Int { base.launchCount }
+    public var synchronizationCount: Int { base.synchronizationCount }
+    public var viewAlignment: Int { base.viewAlignment }
+    public func clearCache() { base.clearCache() }
+    public func allocate(_ count: Int) throws -> DeviceBuffer { try base.allocate(count) }
+    public func view(of buffer: DeviceBuffer, offset: Int, count: Int) throws -> DeviceBuffer {
+        try base.view(of: buffer, offset: offset, count: count)
+    }
+
+    public func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        try refuseWhileRecording("writes host values to the device")
+        try base.write(values, to: buffer)
+    }
+
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        try refuseWhileRecording("uploads host values to the device")
+        try base.upload(values, to: buffer)
+    }
+
+    public func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws {
+        try refuseWhileRecording("reads device values on the host")
+        try base.read(buffer, into: values)
+    }
+
+    public func synchronize() throws {
+        try refuseWhileRecording("waits for the device")
+        try base.synchronize()
+    }
+
+    public func run(_ op: Op) throws {
+        try base.run(op)
+        lock.withLock { recorded?.append(op) }
+    }
+
+    var isRecording: Bool { lock.withLock { recorded != nil } }
+
+    /// Runs `body`, returning the ops it ran through this device.
+    func record(_ body: () throws -> Void) throws -> [Op] {
+        try lock.withLock {
+            guard recorded == nil else { throw DeviceError.invalidArgument("a step plan is already being recorded") }
+            recorded = []
+        }
+        defer { lock.withLock { recorded = nil } }
+        try body()
+        return lock.withLock { recorded ?? [] }
+    }
+
+    private func refuseWhileRecording(_ what: String) throws {
+        if isRecording {
+            throw DeviceError.invalidArgument(
+                "a recorded training step \(what); a step must run on the device alone (upload inputs before it, read results after it)")
+        }
+    }
+}
+
+/// One training step recorded as the ops it ran, replayed on the base device for every later step of the
+/// same shape. The buffers of the recording stay with the plan (they are its memory plan: the eager step's
+/// pool reuse, fixed), so replaying writes the same buffers the step wrote. What changes from step to step
+/// is patched into the ops at replay, on the host, without waiting for the device:
+/// - random draws: offsets move with the step's `RandomStream` (the step draws the same counts every time);
+/// - Adam updates: each optimiser counts its step and gives the bias-corrected rate for it.
+/// Everything else a step reads (the batch, labels) lives in buffers the caller fills before the step.
+public final class StepPlan {
+    public let ops: [Op]
+    /// What the plan is for: replaying it for another model or other shapes would be wrong.
+    let model: AnyObject
+    let shapes: [[Int]]
+    let randomSeeds: Set<UInt64>
+    let recordedOffset: UInt64
+    /// Values each step draws from the stream.
+    let randomCount: UInt64
+    let randomIndices: [Int]
+    let adamIndices: [(index: Int, adam: Adam)]
+
+    /// Records `step` (run eagerly once) on `device`.
+    init(recording step: (inout RandomStream) throws -> Void, on device: RecordingDevice, model: AnyObject,
+         shapes: [[Int]], optimizers: [Adam], random: inout RandomStream) throws {
+        let start = random.offset
+        var stream = random
+        let ops = try device.record { try step(&stream) }
+        self.ops = ops
+        self.model = model
+        self.shapes = shapes
+        randomSeeds = [random.seed, random.normalSeed]
+        recordedOffset = start
+        randomCount = stream.offset &- start
+        random = stream
+        var randomIndices: [Int] = []
+        var adamIndices: [(Int, Adam)] = []
+        for (i, op) in ops.enumerated() {
+            switch op {
+            case let .random(_, _, seed, offset):
+                guard randomSeeds.contains(seed), offset >= start, offset &- start < max(randomCount, 1) else {
+                    throw DeviceError.invalidArgument(
+                        "op \(i) of the recorded step (\(op.name)) draws random numbers outside the step's stream; it cannot be replayed")
+                }
+                randomIndices.append(i)
+            case let .adam(param, _, _, _, _):
+                guard let adam = optimizers.first(where: { $0.store.values === param }) else {
+                    throw DeviceError.invalidArgument(
+                        "op \(i) of the recorded step is an Adam update of parameters no optimiser of the step owns")
+                }
+                adamIndices.append((i, adam))
+            default:
+                break
+            }
+        }
+        self.randomIndices = randomIndices
+        self.adamIndices = adamIndices
+    }
+
+    func fits(model: AnyObject, shapes: [[Int]]) -> Bool { self.model === model && self.shapes == shapes }
+
+    /// Runs the recorded ops again for the next step, on the base device.
+    func replay(on device: any Device, random: inout RandomStream) throws {
+        let shift = random.offset &- recordedOffset
+        var patched = ops
+        for i in randomIndices {
+            if case let .random(distribution, out, seed, offset) = ops[i] {
+                patched[i] = .random(distribution, out: out, seed: seed, offset: offset &+ shift)
+            }
+        }
+        for (i, adam) in adamIndices {
+            if case let .adam(param, grad, m, v, _) = ops[i] {
+                patched[i] = .adam(param: param, grad: grad, m: m, v: v, hyper: adam.advanceStep())
+            }
+        }
+        for op in patched { try device.run(op) }
+        random.advance(by: randomCount)
+    }
+
+    /// Bytes of device memory the plan holds: every buffer its ops touch that is not a view.
+    public var heldBytes: Int {
+        var seen = Set<ObjectIdentifier>()
+        var bytes = 0
+        for op in ops {
+            for b in op.buffers {
+                let owner = b.parent ?? b
+                if seen.insert(ObjectIdentifier(owner)).inserted { bytes += owner.byteCount }
+            }
+        }
+        return bytes
+    }
+}
+
+/// Runs training steps through recorded plans: the first step of a model and input shapes is run eagerly and
+/// recorded, later ones replay its plan. Changing the model or the shapes records a new plan. With
+/// `replay` false every step runs eagerly (the reference the plans are tested against).
+public final class StepRecorder {
+    public let device: RecordingDevice
+    public let replay: Bool
+    private var plans: [StepPlan] = []
+    /// Steps replayed and recorded so far.
+    public private(set) var replayed = 0
+    public private(set) var recordings = 0
+
+    public init(device: RecordingDevice, replay: Bool = true) {
+        self.device = device
+        self.replay = replay
+    }
+
+    /// The plan in use for `model` and `shapes`, if one was recorded.
+    public func plan(for model: AnyObject, shapes: [[Int]]) -> StepPlan? {
+        plans.first { $0.fits(model: model, shapes: shapes) }
+    }
+
+    /// One step: `body` runs the model's step on inputs already uploaded (their shapes are `shapes`), drawing
+    /// from the stream it is given and updating `optimizers`.
+    public func step(model: AnyObject, shapes: [[Int]], optimizers: [Adam], random: inout RandomStream,
+                     _ body: (inout RandomStream) throws -> Void) throws {
+        guard replay else {
+            try body(&random)
+            return
+        }
+        if let plan = plan(for: model, shapes: shapes) {
+            try plan.replay(on: device.base, random: &random)
+            replayed += 1
+            return
+        }
+        // Plans of other models would only hold memory: keep those of this model.
+        plans.removeAll { $0.model !== model }
+        plans.append(try StepPlan(recording: body, on: device, model: model, shapes: shapes, optimizers: optimizers,
+                                  random: &random))
+        recordings += 1
+    }
+}

@@ -1,0 +1,52 @@
+import ACAI
+
+/// Sums every loss on the device over the steps since the last read-back, so the host waits for the
+/// device once per progress line instead of every step, and a logged mean covers every step. The sums
+/// live in one buffer (one read) at the device's view alignment; the adds are part of the recorded step.
+final class LossAccumulator {
+    let names: [String]
+    let device: any Device
+    let sums: DeviceBuffer
+    let slots: [DeviceBuffer]
+    /// Steps added since the last `collect`.
+    private(set) var steps = 0
+
+    /// `device` is where the sums are cleared and read: the base device, outside any recording.
+    init(names: [String], device: any Device) throws {
+        self.names = names
+        self.device = device
+        let stride = max(device.viewAlignment, 1)
+        let sums = try device.allocate(max(names.count, 1) * stride)
+        self.sums = sums
+        slots = try names.indices.map { try device.view(of: sums, offset: $0 * stride, count: 1) }
+        try device.run(.fill(out: sums, value: 0))
+    }
+
+    /// Adds this step's losses, with ops run through `stepDevice` (so a step plan records them).
+    func add(_ losses: [String: Tensor], through stepDevice: any Device) throws {
+        guard losses.keys.sorted() == names else {
+            throw TrainingError.badOption("the model's losses changed from \(names) to \(losses.keys.sorted())")
+        }
+        for (name, slot) in zip(names, slots) {
+            let loss = losses[name]!
+            try stepDevice.run(.binary(.add, a: slot, b: loss.buffer, out: slot,
+                                       layout: BroadcastLayout(shape: [1], aStrides: [1], bStrides: [1]), alpha: 0))
+        }
+    }
+
+    /// Counts a step whose losses were added (by running or replaying it).
+    func countStep() { steps += 1 }
+
+    /// Reads the sums (one wait for the device), clears them, and returns them with the step count.
+    func collect() throws -> (sums: [String: Double], steps: Int) {
+        guard steps > 0 else { return ([:], 0) }
+        let values = try device.read(sums)
+        let stride = max(device.viewAlignment, 1)
+        var out: [String: Double] = [:]
+        for (i, name) in names.enumerated() { out[name] = Double(values[i * stride]) }
+        let counted = steps
+        steps = 0
+        try device.run(.fill(out: sums, value: 0))
+        return (out, counted)
+    }
+}

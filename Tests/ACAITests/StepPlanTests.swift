@@ -1,0 +1,156 @@
+import ACAI
+import ACAIModels
+import ACAITestSupport
+import ACAITraining
+import XCTest
+
+/// A recorded step plan against the eager step it replays: the same losses, parameters and state over 20
+/// steps of every model (bit for bit on the CPU device, within the op tolerances on OpenCL); new shapes or a
+/// new model record a new plan; a step that reads the device cannot be recorded.
+final class StepPlanTests: XCTestCase {
+    /// One model trained through a `StepRecorder`, on inputs uploaded into the same buffers every step; each
+    /// step's losses are copied (inside the step) into buffers read after it.
+    final class Run {
+        let device: RecordingDevice
+        let recorder: StepRecorder
+        let model: any Autoencoder
+        let batch: Int
+        var input: Tensor
+        var labelIndex: Tensor
+        var random: RandomStream
+        var lossOutputs: [String: Tensor] = [:]
+
+        init(_ kind: ModelKind, on base: any Device, replay: Bool, batch: Int, seed: UInt64) throws {
+            device = RecordingDevice(base: base)
+            recorder = StepRecorder(device: device, replay: replay)
+            model = try makeModel(kind, config: ModelTests.tinyConfig(kind), seed: seed, on: device)
+            self.batch = batch
+            input = try Tensor.empty([batch, 8, 8, 1], on: device)
+            labelIndex = try Tensor.empty([batch], on: device)
+            random = RandomStream(seed: seed &+ 7)
+        }
+
+        func resize(batch: Int) throws {
+            input = try Tensor.empty([batch, 8, 8, 1], on: device)
+            labelIndex = try Tensor.empty([batch], on: device)
+        }
+
+        /// One step on `data`; returns its losses.
+        func step(_ data: (images: [Float], labels: [Int])) throws -> [String: Float] {
+            try device.upload(data.images, to: input.buffer)
+            try device.upload(data.labels.map(Float.init), to: labelIndex.buffer)
+            let input = input, labelIndex = labelIndex, model = model, base = device.base
+            try recorder.step(model: model, shapes: [input.shape], optimizers: model.optimizers.map(\.adam),
+                              random: &random) { random in
+                let losses = try model.trainStep(input, labels: try labelIndex.oneHot(depth: 10), random: &random)
+                for (name, loss) in losses {
+                    if lossOutputs[name] == nil {
+                        // Allocated on the base device: not part of the recording, kept by this run.
+                        lossOutputs[name] = try Tensor.empty(loss.shape, on: base)
+                    }
+                    try loss.copy(into: lossOutputs[name]!)
+                }
+            }
+            return try lossOutputs.mapValues { try $0.item() }
+        }
+
+        /// Every parameter, optimiser moment and state buffer, by checkpoint name.
+        func state() throws -> [String: [Float]] {
+            var out: [String: [Float]] = [:]
+            for p in model.parameters { out["param/\(p.name)"] = try p.toArray() }
+            for (name, adam) in model.optimizers {
+                for (p, m) in zip(adam.parameters, adam.moments) {
+                    out["adam/\(name)/\(p.name)/m"] = try m.m.toArray()
+                    out["adam/\(name)/\(p.name)/v"] = try m.v.toArray()
+                }
+                out["adam/\(name)/step"] = [Float(adam.step)]
+            }
+            for (name, t) in model.buffers { out["buffer/\(name)"] = try t.toArray() }
+            return out
+        }
+    }
+
+    func batches(_ count: Int, size: Int, seed: UInt64) -> [(images: [Float], labels: [Int])] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in ModelTests.batch(size, rng: &rng) }
+    }
+
+    func compare(_ actual: [Float], _ expected: [Float], exact: Bool, _ context: String) {
+        if exact {
+            XCTAssertEqual(actual, expected, context)
+        } else {
+            assertClose(actual: actual, expected: expected.map(Double.init), atol: 1e-6, rtol: 1e-4, context: context)
+        }
+    }
+
+    func testReplayedPlanEqualsEagerStepsForEveryModel() throws {
+        let seed = TestRandom.seed(self)
+        let data = batches(20, size: 8, seed: seed)
+        try TestDevices.forEach { base in
+            let exact = base.kind == .cpu
+            for kind in ModelKind.allCases {
+                let eager = try Run(kind, on: base, replay: false, batch: 8, seed: seed)
+                let planned = try Run(kind, on: base, replay: true, batch: 8, seed: seed)
+                for (i, b) in data.enumerated() {
+                    let expected = try eager.step(b), actual = try planned.step(b)
+                    XCTAssertEqual(actual.keys.sorted(), expected.keys.sorted())
+                    for name in expected.keys.sorted() {
+                        compare([actual[name] ?? .nan], [expected[name]!], exact: exact,
+                                "\(kind) on \(base.id), step \(i + 1), \(name)")
+                    }
+                }
+                XCTAssertEqual(planned.recorder.recordings, 1, "\(kind): one recording")
+                XCTAssertEqual(planned.recorder.replayed, data.count - 1, "\(kind): every later step replayed")
+                XCTAssertEqual(planned.random, eager.random, "\(kind): the random stream advances as the eager one")
+                let expected = try eager.state(), actual = try planned.state()
+                XCTAssertEqual(actual.keys.sorted(), expected.keys.sorted())
+                for name in expected.keys.sorted() {
+                    compare(actual[name] ?? [], expected[name]!, exact: exact, "\(kind) on \(base.id): \(name) after 20 steps")
+                }
+            }
+        }
+    }
+
+    func testNewShapesOrModelsRecordNewPlans() throws {
+        let seed = TestRandom.seed(self)
+        let small = batches(3, size: 8, seed: seed), large = batches(3, size: 6, seed: seed &+ 1)
+        let eager = try Run(.acai, on: TestDevices.cpu, replay: false, batch: 8, seed: seed)
+        let planned = try Run(.acai, on: TestDevices.cpu, replay: true, batch: 8, seed: seed)
+        for b in small { XCTAssertEqual(try planned.step(b), try eager.step(b)) }
+        try eager.resize(batch: 6)
+        try planned.resize(batch: 6)
+        for b in large { XCTAssertEqual(try planned.step(b), try eager.step(b), "after the batch size changed") }
+        XCTAssertEqual(planned.recorder.recordings, 2, "a new batch size records a new plan")
+        XCTAssertEqual(planned.recorder.replayed, 4)
+        XCTAssertEqual(try planned.state(), try eager.state())
+
+        // Another model through the same recorder gets its own plan, not the first model's.
+        let other = try makeModel(.ae, config: ModelTests.tinyConfig(.ae), seed: seed, on: planned.device)
+        let x = try Tensor.empty([6, 8, 8, 1], on: planned.device)
+        try planned.device.upload(large[0].images, to: x.buffer)
+        var random = RandomStream(seed: 3)
+        var before: [Float] = []
+        try planned.recorder.step(model: other, shapes: [x.shape], optimizers: other.optimizers.map(\.adam),
+                                  random: &random) { random in
+            _ = try other.trainStep(x, labels: try Tensor.zeros([6, 10], on: planned.device), random: &random)
+        }
+        before = try other.parameters[0].toArray()
+        XCTAssertEqual(planned.recorder.recordings, 3, "a new model records a new plan")
+        XCTAssertNil(planned.recorder.plan(for: planned.model, shapes: [[6, 8, 8, 1]]),
+                     "the plans of the model no longer trained are dropped")
+        XCTAssertTrue(before.allSatisfy(\.isFinite))
+    }
+
+    func testAStepThatReadsTheDeviceCannotBeRecorded() throws {
+        let device = RecordingDevice(base: TestDevices.cpu)
+        let recorder = StepRecorder(device: device)
+        let model = try makeModel(.ae, config: ModelTests.tinyConfig(.ae), seed: 1, on: device)
+        let x = try Tensor.random([2, 8, 8, 1], .uniform, seed: 4, on: device)
+        var random = RandomStream(seed: 1)
+        XCTAssertThrowsError(try recorder.step(model: model, shapes: [x.shape], optimizers: [], random: &random) { random in
+            _ = try model.trainStep(x, labels: try Tensor.zeros([2, 10], on: device), random: &random)["loss_ae"]!.item()
+        }) { error in
+            XCTAssertTrue("\(error)".contains("reads device values"), "\(error)")
+        }
+    }
+}
