@@ -34,3 +34,51 @@ __kernel void softmax_xent_backward(__global const float* logits, __global const
     const float g = dloss[r];
     for (int c = 0; c < classes; ++c) d[c] = g * (exp(l[c] - m) * inv - y[c]);
 }
+
+// Squared error of row means over rows start..start+count of a [rows, columns] buffer, in one work-group
+// of SEM_GROUP work-items (a power of two, set by the host): loss[0] = mean_i (mean_c a[start+i, c] - t[i])^2.
+#ifndef SEM_GROUP
+#define SEM_GROUP 256  // the other kernels of this file are built without the option
+#endif
+__kernel void squared_error_mean(__global const float* a, __global const float* target, __global float* loss,
+                                 const int columns, const int start, const int count, const int hasTarget) {
+    __local float partial[SEM_GROUP];
+    const int lid = get_local_id(0);
+    float acc = 0.0f;
+    for (int i = lid; i < count; i += SEM_GROUP) {
+        const __global float* row = a + (start + i) * columns;
+        float m = 0.0f;
+        for (int c = 0; c < columns; ++c) m += row[c];
+        m /= (float)columns;
+        const float d = m - (hasTarget ? target[i] : 0.0f);
+        acc += d * d;
+    }
+    partial[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int step = SEM_GROUP / 2; step > 0; step /= 2) {
+        if (lid < step) partial[lid] += partial[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) loss[0] = partial[0] / (float)count;
+}
+
+// da[r, :] = dloss[0] * 2 (mean_c a[r, :] - t[r - start]) / (count * columns) for the rows in the range;
+// 0 elsewhere, or added to da (other rows untouched) when accumulate. One work-item per row.
+__kernel void squared_error_mean_backward(__global const float* a, __global const float* target,
+                                          __global const float* dloss, __global float* da, const int rows,
+                                          const int columns, const int start, const int count,
+                                          const int hasTarget, const int accumulate) {
+    const int r = get_global_id(0);
+    if (r >= rows) return;
+    __global float* d = da + r * columns;
+    if (r < start || r >= start + count) {
+        if (!accumulate) for (int c = 0; c < columns; ++c) d[c] = 0.0f;
+        return;
+    }
+    const __global float* row = a + r * columns;
+    float m = 0.0f;
+    for (int c = 0; c < columns; ++c) m += row[c];
+    m /= (float)columns;
+    const float g = dloss[0] * 2.0f * (m - (hasTarget ? target[r - start] : 0.0f)) / ((float)count * (float)columns);
+    for (int c = 0; c < columns; ++c) d[c] = accumulate ? d[c] + g : g;
+}

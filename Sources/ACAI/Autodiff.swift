@@ -79,7 +79,7 @@ public func gradients(of output: Tensor, seed: Tensor, wrt parameters: [Paramete
 /// gradient buffer (zeros for parameters the loss does not depend on).
 public func backpropagate(_ loss: Tensor, into store: ParameterStore) throws {
     try checkScalar(loss)
-    let seed = try Tensor.full(loss.shape, 1, on: loss.device)
+    let seed = try store.unitSeed.reshaped(loss.shape)
     _ = try runBackward(from: loss, seed: seed, targets: store.parameters, sinks: store.gradientViews)
 }
 

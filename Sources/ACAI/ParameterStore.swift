@@ -17,6 +17,8 @@ public final class ParameterStore {
     public let gradientViews: [Tensor]
     public let firstMomentViews: [Tensor]
     public let secondMomentViews: [Tensor]
+    /// The seed of a backward pass into this store, d loss / d loss = 1, made once (not every step).
+    let unitSeed: Tensor
 
     /// Moves `parameters` (which must live on one device and belong to no other store) into flat buffers.
     public init(parameters: [Parameter]) throws {
@@ -61,6 +63,7 @@ public final class ParameterStore {
         gradientViews = try views(gradients)
         firstMomentViews = try views(firstMoments)
         secondMomentViews = try views(secondMoments)
+        unitSeed = try Tensor.full([1], 1, on: device)
         for (p, view) in zip(parameters, valueViews) {
             try device.run(.copyAxisRange(src: p.buffer, dst: view.buffer, outer: 1, srcAxis: p.count, dstAxis: p.count,
                                           inner: 1, srcStart: 0, dstStart: 0, length: p.count))

@@ -105,10 +105,18 @@ extension Tensor {
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         var outShape = shape
         outShape[axis] = range.count
-        let out = try Tensor.empty(outShape, on: device)
-        try device.run(.copyAxisRange(src: buffer, dst: out.buffer, outer: outer, srcAxis: shape[axis],
-                                      dstAxis: range.count, inner: inner, srcStart: range.lowerBound, dstStart: 0,
-                                      length: range.count))
+        let out: Tensor
+        let start = range.lowerBound * inner
+        if outer == 1, buffer.parent == nil, !range.isEmpty, start % device.viewAlignment == 0 {
+            // Rows of the outermost axis are contiguous: a view shares them (tensors are not written in place).
+            out = Tensor(shape: outShape, buffer: try device.view(of: buffer, offset: start, count: range.count * inner),
+                         device: device)
+        } else {
+            out = try Tensor.empty(outShape, on: device)
+            try device.run(.copyAxisRange(src: buffer, dst: out.buffer, outer: outer, srcAxis: shape[axis],
+                                          dstAxis: range.count, inner: inner, srcStart: range.lowerBound, dstStart: 0,
+                                          length: range.count))
+        }
         let full = shape, dev = device
         return Tensor.result(out, "slice", [self]) { g, needed in
             let dx = try Tensor.zeros(full, on: dev)
@@ -201,6 +209,37 @@ extension Tensor {
             try dev.run(.softmaxCrossEntropyBackward(logits: x.buffer, labels: z.buffer, dloss: g.buffer,
                                                      dlogits: dx.buffer, rows: rows, classes: classes))
             return [dx]
+        }
+    }
+}
+
+extension Tensor {
+    /// A squared-error loss in one op (shape [1]): the mean over the samples `samples` (a range of axis 0, all
+    /// by default) of (self − target)², elementwise; or, with `perSampleMean`, of (the mean of each sample's
+    /// values − target[i])², as ACAI's critic score is regressed on α. The target is a constant (no gradient
+    /// flows into it; nil means zeros) shaped like the selected samples (elementwise) or [samples.count].
+    public func squaredErrorMean(target: Tensor? = nil, samples: Range<Int>? = nil,
+                                 perSampleMean: Bool = false) throws -> Tensor {
+        guard rank >= 1, count > 0 else { throw DeviceError.invalidArgument("squaredErrorMean of an empty tensor \(shape)") }
+        let n = shape[0], per = count / n
+        let range = samples ?? 0..<n
+        guard range.lowerBound >= 0, range.upperBound <= n, !range.isEmpty else {
+            throw DeviceError.invalidArgument("squaredErrorMean: samples \(range) outside the \(n) of \(shape)")
+        }
+        let rows = perSampleMean
+            ? RowRange(rows: n, columns: per, start: range.lowerBound, count: range.count)
+            : RowRange(rows: count, columns: 1, start: range.lowerBound * per, count: range.count * per)
+        if let target, target.count != rows.count || target.device !== device {
+            throw DeviceError.invalidArgument("squaredErrorMean: target \(target.shape) on \(target.device.id) for \(rows.count) values of \(shape) on \(device.id)")
+        }
+        let out = try Tensor.empty([1], on: device)
+        try device.run(.squaredErrorMean(a: buffer, target: target?.buffer, loss: out.buffer, range: rows))
+        let a = detached(), t = target?.detached(), dev = device
+        return Tensor.result(out, "squared_error_mean", [self]) { g, needed in
+            let da = try Tensor.empty(a.shape, on: dev)
+            try dev.run(.squaredErrorMeanBackward(a: a.buffer, target: t?.buffer, dloss: g.buffer, da: da.buffer,
+                                                  range: rows, accumulate: false))
+            return [da]
         }
     }
 }

@@ -183,6 +183,11 @@ public final class CPUDevice: Device, @unchecked Sendable {
         case let .adam(param, grad, m, v, hyper):
             CPUElementwise.adam(param: param.floats, grad: grad.floats, m: m.floats, v: v.floats, count: param.count,
                                 hyper, parallel)
+        case let .squaredErrorMean(a, target, loss, range):
+            CPUReduce.squaredErrorMean(a.floats, target: target?.floats, loss: loss.floats, range)
+        case let .squaredErrorMeanBackward(a, target, dloss, da, range, accumulate):
+            CPUReduce.squaredErrorMeanBackward(a.floats, target: target?.floats, dloss: dloss.floats, da: da.floats,
+                                               range, accumulate: accumulate, parallel)
         }
     }
 

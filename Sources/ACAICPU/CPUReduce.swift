@@ -263,6 +263,43 @@ enum CPUReduce {
         }
     }
 
+    /// The mean of row r of a [rows, columns] buffer, in Double.
+    @inline(__always)
+    private static func rowMean(_ a: UnsafePointer<Float>, _ r: Int, _ columns: Int) -> Double {
+        if columns == 1 { return Double(a[r]) }
+        var s = 0.0
+        for c in 0..<columns { s += Double(a[r * columns + c]) }
+        return s / Double(columns)
+    }
+
+    /// loss[0] = mean over the range's rows of (row mean − target)², summed in Double.
+    static func squaredErrorMean(_ a: UnsafePointer<Float>, target: UnsafePointer<Float>?,
+                                 loss: UnsafeMutablePointer<Float>, _ r: RowRange) {
+        var s = 0.0
+        for i in 0..<r.count {
+            let d = rowMean(a, r.start + i, r.columns) - Double(target?[i] ?? 0)
+            s += d * d
+        }
+        loss[0] = Float(s / Double(r.count))
+    }
+
+    static func squaredErrorMeanBackward(_ a: UnsafePointer<Float>, target: UnsafePointer<Float>?,
+                                         dloss: UnsafePointer<Float>, da: UnsafeMutablePointer<Float>, _ r: RowRange,
+                                         accumulate: Bool, _ parallel: Parallel) {
+        let scale = 2 * Double(dloss[0]) / (Double(r.count) * Double(r.columns))
+        parallel.chunks(r.rows, serialLimit: max(1, Parallel.serialLimit / r.columns), align: 1) { rows in
+            for row in rows {
+                let d = da + row * r.columns
+                guard row >= r.start, row < r.start + r.count else {
+                    if !accumulate { d.update(repeating: 0, count: r.columns) }
+                    continue
+                }
+                let g = Float(scale * (rowMean(a, row, r.columns) - Double(target?[row - r.start] ?? 0)))
+                for c in 0..<r.columns { d[c] = accumulate ? d[c] + g : g }
+            }
+        }
+    }
+
     /// The row maximum and log Σ e^(z − max), the latter in Double.
     @inline(__always)
     private static func maxAndLogSumExp(_ z: UnsafePointer<Float>, _ n: Int) -> (Float, Double) {

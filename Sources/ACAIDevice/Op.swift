@@ -64,6 +64,24 @@ public enum Op {
     /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; p −= lrT · m / (√v + ε), where
     /// lrT = lr·√(1−β2^t)/(1−β1^t) is computed on the host.
     case adam(param: DeviceBuffer, grad: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, hyper: AdamStep)
+    /// A squared-error loss in one op. Viewing `a` as [rows, columns] (`range`):
+    /// loss[0] = (1/count) Σ_{i < count} (mean_c a[start + i, c] − t[i])², with t = target ([count]) or 0.
+    /// Elementwise mean squared error is columns = 1; a critic's score (the mean of its output) regressed
+    /// on α is columns = the output size of one sample.
+    case squaredErrorMean(a: DeviceBuffer, target: DeviceBuffer?, loss: DeviceBuffer, range: RowRange)
+    /// The gradient with respect to `a` (the target is a constant): for the rows start ..< start + count,
+    /// da[r, c] = dloss[0] · 2·(mean_c a[r, :] − t[r − start]) / (count · columns); 0 in the other rows, or,
+    /// with `accumulate`, added to da (whose other rows are left as they are).
+    case squaredErrorMeanBackward(a: DeviceBuffer, target: DeviceBuffer?, dloss: DeviceBuffer, da: DeviceBuffer,
+                                  range: RowRange, accumulate: Bool)
+}
+
+/// Rows `start ..< start + count` of a buffer viewed as [rows, columns].
+public struct RowRange: Sendable, Equatable {
+    public var rows: Int, columns: Int, start: Int, count: Int
+    public init(rows: Int, columns: Int, start: Int, count: Int) {
+        self.rows = rows; self.columns = columns; self.start = start; self.count = count
+    }
 }
 
 public enum UnaryFunction: String, CaseIterable, Sendable {
@@ -262,6 +280,8 @@ extension Op {
             case .dropout: return "random_dropout"
             }
         case .adam: return "adam"
+        case .squaredErrorMean: return "squared_error_mean"
+        case .squaredErrorMeanBackward: return "squared_error_mean_backward"
         }
     }
 
@@ -299,6 +319,9 @@ extension Op {
             return f * Double(logits.count + labels.count + dloss.count + dlogits.count)
         case let .random(_, out, _, _): return f * Double(out.count)
         case let .adam(param, _, _, _, _): return f * Double(7 * param.count)
+        case let .squaredErrorMean(_, target, _, r): return f * Double(r.count * r.columns + (target == nil ? 0 : r.count) + 1)
+        case let .squaredErrorMeanBackward(_, target, _, _, r, accumulate):
+            return f * Double(r.rows * r.columns * (accumulate ? 3 : 2) + (target == nil ? 0 : r.count) + 1)
         }
     }
 
@@ -324,6 +347,8 @@ extension Op {
         case let .softmaxCrossEntropyBackward(logits, labels, dloss, dlogits, _, _): return [logits, labels, dloss, dlogits]
         case let .random(_, out, _, _): return [out]
         case let .adam(param, grad, m, v, _): return [param, grad, m, v]
+        case let .squaredErrorMean(a, target, loss, _): return [a, loss] + (target.map { [$0] } ?? [])
+        case let .squaredErrorMeanBackward(a, target, dloss, da, _, _): return [a, dloss, da] + (target.map { [$0] } ?? [])
         }
     }
 }

@@ -30,6 +30,11 @@ extension Op {
                              ("inChannels", s.inChannels), ("outChannels", s.outChannels)])
             guard s.kernel == 1 || s.kernel == 3 else { throw fail("kernel is \(s.kernel), expected 1 or 3") }
         }
+        func validate(_ r: RowRange) throws {
+            guard r.rows >= 0, r.columns >= 1, r.count >= 1, r.start >= 0, r.start + r.count <= r.rows else {
+                throw fail("rows \(r.start)..<\(r.start + r.count) of \(r.rows) rows of \(r.columns) columns: expected at least one row and one column, inside the buffer")
+            }
+        }
         /// One past the largest element a strided view reads (0 for an empty view).
         func extent(_ shape: [Int], _ strides: [Int]) -> Int {
             if shape.contains(0) { return 0 }
@@ -146,6 +151,17 @@ extension Op {
             try exact(grad, "grad", param.count)
             try exact(m, "m", param.count)
             try exact(v, "v", param.count)
+        case let .squaredErrorMean(a, target, loss, range):
+            try validate(range)
+            try exact(a, "a", range.rows * range.columns)
+            if let target { try exact(target, "target", range.count) }
+            try exact(loss, "loss", 1)
+        case let .squaredErrorMeanBackward(a, target, dloss, da, range, _):
+            try validate(range)
+            try exact(a, "a", range.rows * range.columns)
+            if let target { try exact(target, "target", range.count) }
+            try exact(dloss, "dloss", 1)
+            try exact(da, "da", range.rows * range.columns)
         }
     }
 }

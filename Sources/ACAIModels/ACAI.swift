@@ -26,9 +26,6 @@ public final class ACAIModel: CoreAutoencoder {
         [("autoencoder", core.adam), ("critic", criticAdam), ("probe", core.probeAdam)]
     }
 
-    /// The critic's score of each image: its encoder output averaged over height, width and channels, [n].
-    func score(_ x: Tensor) throws -> Tensor { try critic(x).mean(axes: [1, 2, 3]) }
-
     public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
         let n = x.shape[0]
         let z = try core.encoder(x)
@@ -38,16 +35,17 @@ public final class ACAIModel: CoreAutoencoder {
         // The decoder runs once on [z; mixed] and the critic once on [x̂_α; blend]: every layer is per-sample,
         // so the values are those of separate passes, with half the launches.
         let decoded = try core.decoder(Tensor.concat([z, mixed]))
-        let reconstruction = try decoded.slice(0..<n), decodedMix = try decoded.slice(n..<(2 * n))
+        let reconstruction = try decoded.detached().slice(0..<n), decodedMix = try decoded.slice(n..<(2 * n))
         let blend = try (reconstruction + (x - reconstruction) * config.reg).detached()
-        let scores = try score(Tensor.concat([decodedMix, blend]))
-        let scoreMix = try scores.slice(0..<n), scoreReal = try scores.slice(n..<(2 * n))
+        // The critic's score of an image is the mean of its output; the losses on it are one op each.
+        let criticOutput = try critic(Tensor.concat([decodedMix, blend]))
 
-        let lossReconstruction = try meanSquaredError(reconstruction, x)
-        let lossAEAdversarial = try scoreMix.square().mean()
+        let lossReconstruction = try decoded.squaredErrorMean(target: x, samples: 0..<n)
+        let lossAEAdversarial = try criticOutput.squaredErrorMean(samples: 0..<n, perSampleMean: true)
         let lossAE = try lossReconstruction + lossAEAdversarial * config.advWeight
-        let lossCriticMix = try (scoreMix - alpha.reshaped([n])).square().mean()
-        let lossCriticReal = try scoreReal.square().mean()
+        let lossCriticMix = try criticOutput.squaredErrorMean(target: alpha.reshaped([n]).detached(), samples: 0..<n,
+                                                              perSampleMean: true)
+        let lossCriticReal = try criticOutput.squaredErrorMean(samples: n..<(2 * n), perSampleMean: true)
         let lossCritic = try lossCriticMix + lossCriticReal
 
         // Both gradients from the same forward pass, before either update.

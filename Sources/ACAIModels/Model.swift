@@ -154,5 +154,8 @@ extension CoreAutoencoder {
     public func probeLogits(_ x: Tensor) throws -> Tensor { try core.probe(core.encoder(x).detached().flattened()).detached() }
 }
 
-/// Mean squared error, the reference's `tf.losses.mean_squared_error`.
-public func meanSquaredError(_ a: Tensor, _ b: Tensor) throws -> Tensor { try (a - b).square().mean() }
+/// Mean squared error, the reference's `tf.losses.mean_squared_error` (b is the target: no gradient flows into it).
+public func meanSquaredError(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+    guard a.shape == b.shape else { throw DeviceError.invalidArgument("meanSquaredError of \(a.shape) and \(b.shape)") }
+    return try a.squaredErrorMean(target: b.detached())
+}

@@ -72,7 +72,7 @@ public final class VQVAE: CoreAutoencoder {
         let b = try bottleneck(encoded.flattened())
         let reconstruction = try core.decoder(b.dense.reshaped(encoded.shape))
         let lossReconstruction = try meanSquaredError(reconstruction, x)
-        let lossCommitment = try (b.vectors - b.quantized.detached()).square().mean()
+        let lossCommitment = try meanSquaredError(b.vectors, b.quantized)
         let loss = try lossReconstruction + lossCommitment * config.vqCommitment
         try core.autoencoderStep(loss)
         try updateCodebook(b)

@@ -381,6 +381,20 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                                 .int(classes)],
                          name: name, op: op)
 
+        case let .squaredErrorMean(a, target, loss, range):
+            // One work-group sums the rows: a loss is one value, and its inputs are at most a few batches.
+            let group = largestPowerOfTwoDivisor(of: 256, atMost: min(info.maxWorkGroupSize, 256))
+            try launch("loss.cl", "squared_error_mean", options: "-DSEM_GROUP=\(group)", global: [group], local: [group],
+                       args: [.buffer(a), .buffer(target ?? a), .buffer(loss), .int(range.columns), .int(range.start),
+                              .int(range.count), .int(target == nil ? 0 : 1)], name: name, op: op)
+
+        case let .squaredErrorMeanBackward(a, target, dloss, da, range, accumulate):
+            if range.rows == 0 { return }
+            try launch1D("loss.cl", "squared_error_mean_backward", count: range.rows,
+                         args: [.buffer(a), .buffer(target ?? a), .buffer(dloss), .buffer(da), .int(range.rows),
+                                .int(range.columns), .int(range.start), .int(range.count), .int(target == nil ? 0 : 1),
+                                .int(accumulate ? 1 : 0)], name: name, op: op)
+
         case let .random(distribution, out, seed, offset):
             let n = out.count
             let options = "-cl-fp32-correctly-rounded-divide-sqrt"

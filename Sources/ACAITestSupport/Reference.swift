@@ -70,7 +70,36 @@ public enum Reference {
             set(param, r.param)
             set(m, r.m)
             set(v, r.v)
+        case let .squaredErrorMean(a, target, loss, range):
+            set(loss, [squaredErrorMean(get(a), target: target.map(get), range: range)])
+        case let .squaredErrorMeanBackward(a, target, dloss, da, range, accumulate):
+            set(da, squaredErrorMeanBackward(get(a), target: target.map(get), dloss: get(dloss)[0], range: range,
+                                             into: accumulate ? get(da) : nil))
         }
+    }
+
+    // MARK: Squared-error loss
+
+    static func rowMean(_ a: [Double], _ r: Int, _ columns: Int) -> Double {
+        (0..<columns).reduce(0.0) { $0 + a[r * columns + $1] } / Double(columns)
+    }
+
+    public static func squaredErrorMean(_ a: [Double], target: [Double]?, range r: RowRange) -> Double {
+        (0..<r.count).reduce(0.0) { s, i in
+            let d = rowMean(a, r.start + i, r.columns) - (target?[i] ?? 0)
+            return s + d * d
+        } / Double(r.count)
+    }
+
+    /// The gradient, added to `existing` when given (the accumulating form), else with zeros outside the range.
+    public static func squaredErrorMeanBackward(_ a: [Double], target: [Double]?, dloss: Double, range r: RowRange,
+                                                into existing: [Double]?) -> [Double] {
+        var out = existing ?? Array(repeating: 0, count: r.rows * r.columns)
+        for row in r.start..<(r.start + r.count) {
+            let g = dloss * 2 * (rowMean(a, row, r.columns) - (target?[row - r.start] ?? 0)) / Double(r.count * r.columns)
+            for c in 0..<r.columns { out[row * r.columns + c] += g }
+        }
+        return out
     }
 
     // MARK: Elementwise

@@ -2,40 +2,61 @@ import ACAI
 import ACAIModels
 import Foundation
 
-/// `acai bench train`: the time of one training step (batch of lines, forward, both backward passes, all
-/// Adam updates, losses read back once per step) on a device, median over timed windows after warm-up.
+/// `acai bench train`: the time of one training step (batch of lines uploaded, forward, both backward passes,
+/// all Adam updates, losses summed on the device) on a device, median over timed windows after warm-up, run
+/// as the trainer runs it: recorded once and replayed (or eagerly, every op from the model code, with
+/// `replay` false). It also counts the kernel launches (op runs on the CPU) and the host waits of a step.
 public enum TrainBenchmark {
     public struct Result: Sendable {
         public var device: String
         public var model: ModelKind
         public var batch: Int
+        public var replay: Bool
         public var millisecondsPerStep: Double
+        /// Kernels (OpenCL) or op implementations (CPU) per step, in steady state.
+        public var launchesPerStep: Double
+        /// Blocking host waits per step (reads, blocking writes, synchronisations), in steady state.
+        public var synchronizationsPerStep: Double
+        /// Device memory the recorded plan holds (0 for eager steps).
+        public var planBytes: Int
+        /// Ops of the recorded plan by name, most frequent first (empty for eager steps).
+        public var planOps: [(name: String, count: Int)]
         public var samplesPerSecond: Double { Double(batch) / (millisecondsPerStep / 1e3) }
     }
 
-    public static func run(_ kind: ModelKind, on device: any Device, batch: Int = 64, warmup: Int = 3, windows: Int = 5,
-                           stepsPerWindow: Int = 5) throws -> Result {
+    public static func run(_ kind: ModelKind, on base: any Device, batch: Int = 64, replay: Bool = true,
+                           warmup: Int = 3, windows: Int = 5, stepsPerWindow: Int = 5) throws -> Result {
+        let device = RecordingDevice(base: base)
         let model = try makeModel(kind, config: .lines32(kind), seed: 1, on: device)
+        let step = TrainingStep(model: model, device: device, replay: replay, classes: 10)
         var data = LinesData(seed: 1)
         var random = RandomStream(seed: 2)
         // Batches are drawn up front so the timing covers the device work, not the line renderer.
         let batches = (0..<4).map { _ in data.next(batch) }
-        func step(_ i: Int) throws {
+        func run(_ i: Int) throws {
             let b = batches[i % batches.count]
-            let x = try Tensor(shape: [batch, 32, 32, 1], values: b.images, on: device)
-            let labels = try Tensor(shape: [batch], values: b.labels.map(Float.init), on: device).oneHot(depth: 10)
-            let losses = try model.trainStep(x, labels: labels, random: &random)
-            _ = try losses.values.first?.item()  // one read back per step synchronises the device
+            try step.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)
         }
-        for i in 0..<warmup { try step(i) }
+        for i in 0..<warmup { try run(i) }
+        _ = try step.collect()
         var samples: [Double] = []
+        var launches = 0, waits = 0
         for w in 0..<windows {
             let start = monotonicNanoseconds()
-            for i in 0..<stepsPerWindow { try step(w * stepsPerWindow + i) }
-            try device.synchronize()
+            let launchesBefore = base.launchCount, waitsBefore = base.synchronizationCount
+            for i in 0..<stepsPerWindow { try run(w * stepsPerWindow + i) }
+            launches += base.launchCount - launchesBefore
+            waits += base.synchronizationCount - waitsBefore
+            _ = try step.collect()  // the one wait of the window: what a progress line costs
             samples.append(Double(monotonicNanoseconds() - start) / 1e6 / Double(stepsPerWindow))
         }
         let median = samples.sorted()[samples.count / 2]
-        return Result(device: device.id, model: kind, batch: batch, millisecondsPerStep: median)
+        let steps = Double(windows * stepsPerWindow)
+        let plan = step.recorder.plan(for: model, shapes: [[batch, 32, 32, 1]])
+        let opCounts = Dictionary(grouping: plan?.ops ?? [], by: \.name).map { (name: $0.key, count: $0.value.count) }
+            .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
+        return Result(device: base.id, model: kind, batch: batch, replay: replay, millisecondsPerStep: median,
+                      launchesPerStep: Double(launches) / steps, synchronizationsPerStep: Double(waits) / steps,
+                      planBytes: plan?.heldBytes ?? 0, planOps: opCounts)
     }
 }

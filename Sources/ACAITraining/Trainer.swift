@@ -127,8 +127,9 @@ public final class Trainer {
     public let options: TrainOptions
     /// The device everything runs on, wrapped so that training steps can be recorded and replayed.
     public let device: RecordingDevice
-    /// Records the first training step and replays it (`replaySteps` false: every step runs eagerly).
-    public let steps: StepRecorder
+    /// Runs the training steps: recorded once and replayed (`replaySteps` false: every step runs eagerly).
+    let trainingStep: TrainingStep
+    public var steps: StepRecorder { trainingStep.recorder }
     public private(set) var data: any TrainingData
     public let model: any Autoencoder
     let log: (String) -> Void
@@ -146,8 +147,6 @@ public final class Trainer {
     var evaluationRandom: RandomStream
     var elapsedBefore = 0.0
     var lossSums: [String: Double] = [:]
-    /// The losses of the steps not read back yet, summed on the device.
-    var accumulator: LossAccumulator?
     /// Seconds spent in evaluations during this process (excluded from throughput).
     var evaluationSeconds = 0.0
     var lossCounts = 0
@@ -165,7 +164,6 @@ public final class Trainer {
         guard options.evalKimg > 0 else { throw TrainingError.badOption("--eval-kimg must be positive, got \(options.evalKimg)") }
         let device = (device as? RecordingDevice) ?? RecordingDevice(base: device)
         self.device = device
-        self.steps = StepRecorder(device: device, replay: replaySteps)
         self.data = data
         self.log = log
         self.progress = progress
@@ -193,6 +191,7 @@ public final class Trainer {
         }
         self.options = options
         model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
+        trainingStep = TrainingStep(model: model, device: device, replay: replaySteps, classes: options.config.classes)
         random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
         evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
         let test = data.testSet()
@@ -237,23 +236,9 @@ public final class Trainer {
         }
         log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
             + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
-        // The batch goes into the same two buffers every step (uploads that do not wait), so a recorded
-        // step plan reads it from where the recording did.
-        let inputShape = [options.batch] + data.imageShape
-        let input = try Tensor.empty(inputShape, on: device)
-        let labelIndex = try Tensor.empty([options.batch], on: device)
-        let optimizers = model.optimizers.map(\.adam)
         while budgetLeft() {
             let batch = data.next(options.batch)
-            try device.upload(batch.images, to: input.buffer)
-            try device.upload(batch.labels.map(Float.init), to: labelIndex.buffer)
-            try steps.step(model: model, shapes: [inputShape], optimizers: optimizers, random: &random) { random in
-                let labels = try labelIndex.oneHot(depth: options.config.classes)
-                let losses = try model.trainStep(input, labels: labels, random: &random)
-                if accumulator == nil { accumulator = try LossAccumulator(names: losses.keys.sorted(), device: device.base) }
-                try accumulator?.add(losses, through: device)
-            }
-            accumulator?.countStep()
+            try trainingStep.run(images: batch.images, labels: batch.labels, imageShape: data.imageShape, random: &random)
             step += 1
             samples += options.batch
             let now = monotonicNanoseconds()
@@ -305,10 +290,9 @@ public final class Trainer {
     /// on NaN or infinity. The losses of every step count; a non-finite one is seen at the next read-back,
     /// at most `progressSeconds` of training after it happened.
     func collectLosses() throws {
-        guard let accumulator else { return }
-        let (sums, count) = try accumulator.collect()
+        let (names, sums, count) = try trainingStep.collect()
         guard count > 0 else { return }
-        for name in accumulator.names {
+        for name in names {
             let v = sums[name] ?? .nan
             guard v.isFinite else {
                 let kept = FileManager.default.fileExists(atPath: checkpointPath) ? checkpointPath : nil

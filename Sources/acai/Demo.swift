@@ -204,6 +204,18 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Batch size.") var batch = 64
     @Option(help: "Timed windows (the median is reported).") var windows = 5
     @Option(name: .customLong("steps-per-window"), help: "Steps per timed window.") var stepsPerWindow = 5
+    @Flag(help: "Also time every step run eagerly (the model code op by op, no recorded plan), beside the replayed plan.")
+    var eager = false
+    @Flag(name: .customLong("op-counts"), help: "Print the ops of each recorded step plan by kind.")
+    var opCounts = false
+
+    func validate() throws {
+        guard batch >= 2, batch <= 1 << 16 else { throw ValidationError("--batch must be in 2...65536, got \(batch)") }
+        guard windows >= 1, windows <= 1000 else { throw ValidationError("--windows must be in 1...1000, got \(windows)") }
+        guard stepsPerWindow >= 1, stepsPerWindow <= 10_000 else {
+            throw ValidationError("--steps-per-window must be in 1...10000, got \(stepsPerWindow)")
+        }
+    }
 
     func run() throws {
         let kinds: [ModelKind] = try models.split(separator: ",").map {
@@ -211,12 +223,22 @@ struct BenchTrain: ParsableCommand {
             return k
         }
         let specs = devices?.split(separator: ",").map(String.init) ?? DeviceSelection.allDeviceSpecs()
-        print("| model | device | batch | ms/step | samples/s |\n|---|---|---:|---:|---:|")
+        print("| model | device | step | batch | ms/step | samples/s | launches/step | host waits/step | plan memory |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for kind in kinds {
             for spec in specs {
                 let device = try DeviceSelection.make(spec)
-                let r = try TrainBenchmark.run(kind, on: device, batch: batch, windows: windows, stepsPerWindow: stepsPerWindow)
-                print("| \(kind.rawValue) | \(r.device) | \(r.batch) | \(String(format: "%.1f", r.millisecondsPerStep)) | \(String(format: "%.0f", r.samplesPerSecond)) |")
+                for replay in eager ? [false, true] : [true] {
+                    let r = try TrainBenchmark.run(kind, on: device, batch: batch, replay: replay, windows: windows,
+                                                   stepsPerWindow: stepsPerWindow)
+                    print("| \(kind.rawValue) | \(r.device) | \(replay ? "plan" : "eager") | \(r.batch) | "
+                          + "\(String(format: "%.1f", r.millisecondsPerStep)) | \(String(format: "%.0f", r.samplesPerSecond)) | "
+                          + "\(String(format: "%.0f", r.launchesPerStep)) | \(String(format: "%.1f", r.synchronizationsPerStep)) | "
+                          + "\(replay ? formatBytes(r.planBytes) : "-") |")
+                    if opCounts, replay {
+                        print("|   ops of the plan: " + r.planOps.map { "\($0.name) \($0.count)" }.joined(separator: ", ") + " |")
+                    }
+                }
             }
         }
     }

@@ -51,6 +51,11 @@ enum OpSamples {
             ("random dropout", .random(.dropout(keep: 0.5), out: try buf(7), seed: 1, offset: 0)),
             ("adam", .adam(param: try buf(7), grad: try buf(7), m: try buf(7), v: try positive(7),
                            hyper: AdamStep(learningRateT: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8))),
+            ("squaredErrorMean", .squaredErrorMean(a: try buf(7 * 3), target: try buf(4), loss: try buf(1),
+                                                   range: RowRange(rows: 7, columns: 3, start: 2, count: 4))),
+            ("squaredErrorMeanBackward", .squaredErrorMeanBackward(
+                a: try buf(21), target: nil, dloss: try buf(1), da: try buf(21),
+                range: RowRange(rows: 7, columns: 3, start: 0, count: 7), accumulate: false)),
         ]
         for f in UnaryFunction.allCases {
             ops.append(("unary \(f)", .unary(f, x: try positive(7), out: try buf(7), alpha: 0.5, beta: 0)))
@@ -130,6 +135,13 @@ enum OpSamples {
                 logits: try buf(12), labels: try buf(12), dloss: try buf(3), dlogits: try buf(8), rows: 3, classes: 4)),
             ("adam: m short", .adam(param: try buf(7), grad: try buf(7), m: try buf(6), v: try buf(7), hyper: adam)),
             ("adam: grad short", .adam(param: try buf(7), grad: try buf(3), m: try buf(7), v: try buf(7), hyper: adam)),
+            ("squaredErrorMean: target short", .squaredErrorMean(a: try buf(21), target: try buf(3), loss: try buf(1),
+                                                                 range: RowRange(rows: 7, columns: 3, start: 2, count: 4))),
+            ("squaredErrorMean: range past the rows", .squaredErrorMean(
+                a: try buf(21), target: nil, loss: try buf(1), range: RowRange(rows: 7, columns: 3, start: 5, count: 4))),
+            ("squaredErrorMeanBackward: da short", .squaredErrorMeanBackward(
+                a: try buf(21), target: nil, dloss: try buf(1), da: try buf(20),
+                range: RowRange(rows: 7, columns: 3, start: 0, count: 7), accumulate: true)),
         ]
     }
 }

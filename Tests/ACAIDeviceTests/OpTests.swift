@@ -443,6 +443,40 @@ final class OpTests: XCTestCase {
         try checkOnAllDevices(cases)
     }
 
+    /// The one-op squared-error loss and its gradient: elementwise (columns 1) and on row means, over all rows
+    /// or a range, with and without a target, overwriting or accumulating.
+    func testSquaredErrorMean() throws {
+        var rng = TestRandom.generator(self)
+        var cases: [OpCase] = []
+        let ranges = [RowRange(rows: 1, columns: 1, start: 0, count: 1), RowRange(rows: 33, columns: 1, start: 0, count: 33),
+                      RowRange(rows: 65, columns: 1, start: 7, count: 31), RowRange(rows: 40_001, columns: 1, start: 0, count: 40_001),
+                      RowRange(rows: 7, columns: 5, start: 0, count: 7), RowRange(rows: 128, columns: 64, start: 64, count: 64),
+                      RowRange(rows: 31, columns: 17, start: 3, count: 11), RowRange(rows: 2 * 1024, columns: 1, start: 0, count: 1024)]
+        for (k, r) in ranges.enumerated() {
+            let a = TestRandom.uniform(r.rows * r.columns, using: &rng)
+            let target: [Float]? = k % 3 == 2 ? nil : TestRandom.uniform(r.count, using: &rng)
+            let dloss = TestRandom.uniform(1, excluding: 0.1, using: &rng)
+            let inputs = [a] + (target.map { [$0] } ?? [])
+            let name = "rows \(r.rows)x\(r.columns) range \(r.start)..<\(r.start + r.count)\(target == nil ? " no target" : "")"
+            cases.append(OpCase("squaredErrorMean \(name)", inputs: inputs, outputs: [.poison(1)],
+                                tolerance: .sum(r.count * r.columns)) { i, o in
+                .squaredErrorMean(a: i[0], target: i.count > 1 ? i[1] : nil, loss: o[0], range: r)
+            })
+            cases.append(OpCase("squaredErrorMeanBackward \(name)", inputs: inputs + [dloss],
+                                outputs: [.poison(r.rows * r.columns)], tolerance: .sum(r.columns)) { i, o in
+                .squaredErrorMeanBackward(a: i[0], target: i.count > 2 ? i[1] : nil, dloss: i[i.count - 1], da: o[0],
+                                          range: r, accumulate: false)
+            })
+            let existing = TestRandom.uniform(r.rows * r.columns, using: &rng)
+            cases.append(OpCase("squaredErrorMeanBackward accumulating \(name)", inputs: inputs + [dloss],
+                                outputs: [.values(existing)], tolerance: .sum(r.columns)) { i, o in
+                .squaredErrorMeanBackward(a: i[0], target: i.count > 2 ? i[1] : nil, dloss: i[i.count - 1], da: o[0],
+                                          range: r, accumulate: true)
+            })
+        }
+        try checkOnAllDevices(cases)
+    }
+
     // MARK: Optimiser
 
     func testAdam() throws {
