@@ -52,6 +52,8 @@ public final class RecordingDevice: Device, @unchecked Sendable {
         lock.withLock { recorded?.append(op) }
     }
 
+    public func prepare(_ ops: [Op]) throws -> any PreparedOps { try base.prepare(ops) }
+
     var isRecording: Bool { lock.withLock { recorded != nil } }
 
     /// Runs `body`, returning the ops it ran through this device.
@@ -127,25 +129,45 @@ public final class StepPlan {
         }
         self.randomIndices = randomIndices
         self.adamIndices = adamIndices
+        // The ops between two patched ones are prepared once by the device (OpenCL: launches with their
+        // arguments set); the patched ones run as ops each time.
+        var segments: [Segment] = []
+        var first = 0
+        for i in (randomIndices + adamIndices.map(\.0)).sorted() + [ops.count] {
+            if i > first { segments.append(.prepared(try device.base.prepare(Array(ops[first..<i])))) }
+            if i < ops.count { segments.append(.patched(i)) }
+            first = i + 1
+        }
+        self.segments = segments
     }
+
+    enum Segment {
+        case prepared(any PreparedOps)
+        case patched(Int)
+    }
+    let segments: [Segment]
 
     func fits(model: AnyObject, shapes: [[Int]]) -> Bool { self.model === model && self.shapes == shapes }
 
     /// Runs the recorded ops again for the next step, on the base device.
     func replay(on device: any Device, random: inout RandomStream) throws {
         let shift = random.offset &- recordedOffset
-        var patched = ops
-        for i in randomIndices {
-            if case let .random(distribution, out, seed, offset) = ops[i] {
-                patched[i] = .random(distribution, out: out, seed: seed, offset: offset &+ shift)
+        for segment in segments {
+            switch segment {
+            case let .prepared(prepared):
+                try prepared.run()
+            case let .patched(i):
+                switch ops[i] {
+                case let .random(distribution, out, seed, offset):
+                    try device.run(.random(distribution, out: out, seed: seed, offset: offset &+ shift))
+                case let .adam(param, grad, m, v, _):
+                    guard let adam = adamIndices.first(where: { $0.index == i })?.adam else { continue }
+                    try device.run(.adam(param: param, grad: grad, m: m, v: v, hyper: adam.advanceStep()))
+                default:
+                    try device.run(ops[i])
+                }
             }
         }
-        for (i, adam) in adamIndices {
-            if case let .adam(param, grad, m, v, _) = ops[i] {
-                patched[i] = .adam(param: param, grad: grad, m: m, v: v, hyper: adam.advanceStep())
-            }
-        }
-        for op in patched { try device.run(op) }
         random.advance(by: randomCount)
     }
 

@@ -130,6 +130,9 @@ public final class CPUDevice: Device, @unchecked Sendable {
         }
     }
 
+    /// The CPU runs ops as they come: the host work per op is small next to the op itself.
+    public func prepare(_ ops: [Op]) throws -> any PreparedOps { SequentialOps(device: self, ops: ops) }
+
     /// The one exhaustive switch: a new `Op` case does not compile until it has a CPU implementation.
     private func execute(_ op: Op) throws {
         let parallel = Parallel(threads: threads)

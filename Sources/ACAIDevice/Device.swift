@@ -33,6 +33,10 @@ public protocol Device: AnyObject, Sendable {
     var viewAlignment: Int { get }
     /// Executes one op. All buffers must come from this device.
     func run(_ op: Op) throws
+    /// Gets `ops` ready to be run many times, as a replayed step plan does: a backend may work out its launches
+    /// once (OpenCL sets every kernel's arguments once). Running the result runs the ops in order; their
+    /// buffers must stay as they are.
+    func prepare(_ ops: [Op]) throws -> any PreparedOps
     /// Waits until all submitted work has finished.
     func synchronize() throws
 
@@ -47,6 +51,22 @@ public protocol Device: AnyObject, Sendable {
     /// Number of times the host has waited for the device so far (blocking reads and writes, `synchronize`).
     /// A lean training step waits for nothing; `acai bench train` reports this per step.
     var synchronizationCount: Int { get }
+}
+
+/// Ops made ready by `Device.prepare`.
+public protocol PreparedOps: AnyObject {
+    func run() throws
+}
+
+/// The plain preparation: the ops, run one by one.
+public final class SequentialOps: PreparedOps {
+    let device: any Device
+    let ops: [Op]
+    public init(device: any Device, ops: [Op]) {
+        self.device = device
+        self.ops = ops
+    }
+    public func run() throws { for op in ops { try device.run(op) } }
 }
 
 public enum DeviceKind: String, Sendable {

@@ -38,6 +38,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     private var staging: [(event: cl_event, memory: UnsafeMutableRawPointer)] = []
     private var launchesSinceFlush = 0
     static let flushInterval = 32
+    /// Set while `prepare` turns ops into launches to keep instead of enqueuing them.
+    private var capture: [PreparedLaunch]?
     private var currentTuning: OpenCLTuning
 
     /// Opens `opencl:index` (the flat device index of `OpenCLPlatforms.list()`).
@@ -234,6 +236,22 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         try op.validate()
         for buffer in op.buffers { try checkOwned(buffer, op.name) }
         try lock.withLock { try dispatch(op) }
+    }
+
+    /// The ops' kernel launches with their launch geometry and arguments worked out once: running them is
+    /// one `clEnqueueNDRangeKernel` per launch, with no argument setting, sizing or program lookup.
+    public func prepare(_ ops: [Op]) throws -> any PreparedOps {
+        for op in ops {
+            try op.validate()
+            for buffer in op.buffers { try checkOwned(buffer, op.name) }
+        }
+        let launches: [PreparedLaunch] = try lock.withLock {
+            capture = []
+            defer { capture = nil }
+            for op in ops { try dispatch(op) }
+            return capture ?? []
+        }
+        return PreparedLaunches(device: self, launches: launches)
     }
 
     // MARK: - Dispatch (lock held)
@@ -867,7 +885,10 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     private func launch(_ file: String, _ kernel: String, options: String = "", global: [Int], local: [Int]? = nil,
                         args: [KernelArg], name: String, flops: Double = 0, bytes: Double = 0) throws {
         if global.contains(where: { $0 <= 0 }) { return }
-        let k = try programs.kernel(file: file, name: kernel, options: options)
+        let shared = try programs.kernel(file: file, name: kernel, options: options)
+        // While preparing ops for replay, each launch gets a kernel object of its own with its arguments set
+        // once; otherwise the shared kernel object takes this launch's arguments.
+        let k = capture == nil ? shared : try CLKernel(program: shared.program, name: kernel, device: clDevice)
         for (i, arg) in args.enumerated() { try setArgument(k, i, arg) }
 
         // Work-group size: dimension 0 first. Every dimension but the last is launched exactly (its
@@ -896,26 +917,66 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             }
         }
 
+        let prepared = PreparedLaunch(kernel: k, global: globalSize, local: localSize, name: name, flops: flops,
+                                      bytes: bytes, buffers: args.compactMap { if case let .buffer(b) = $0 { b } else { nil } })
+        if capture != nil {
+            capture?.append(prepared)
+        } else {
+            try enqueue(prepared)
+        }
+    }
+
+    /// One kernel launch with its arguments set: run at once, or kept by `prepare` to be enqueued again.
+    /// It holds the buffers of its arguments (scratch memory included), so none returns to the pool while
+    /// a prepared plan may still write it.
+    struct PreparedLaunch {
+        let kernel: CLKernel
+        let global: [Int]
+        let local: [Int]
+        let name: String
+        let flops: Double, bytes: Double
+        let buffers: [DeviceBuffer]
+    }
+
+    private func enqueue(_ launch: PreparedLaunch) throws {
         if pending.count >= 8192 {
             // Profiling without reads: collect the timings so the event list stays bounded.
             try clCheck(clFinish(queue.handle), "clFinish")
             try collectEvents()
         }
         var event: cl_event?
-        let code: cl_int = globalSize.withUnsafeBufferPointer { g in
-            localSize.withUnsafeBufferPointer { l in
+        let code: cl_int = launch.global.withUnsafeBufferPointer { g in
+            launch.local.withUnsafeBufferPointer { l in
                 if profiler.enabled {
-                    return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, g.baseAddress,
-                                                  l.baseAddress, 0, nil, &event)
+                    return clEnqueueNDRangeKernel(queue.handle, launch.kernel.handle, cl_uint(g.count), nil,
+                                                  g.baseAddress, l.baseAddress, 0, nil, &event)
                 }
-                return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, g.baseAddress,
+                return clEnqueueNDRangeKernel(queue.handle, launch.kernel.handle, cl_uint(g.count), nil, g.baseAddress,
                                               l.baseAddress, 0, nil, nil)
             }
         }
-        try clCheck(code, "clEnqueueNDRangeKernel(\(kernel), global \(globalSize), local \(localSize))")
+        try clCheck(code, "clEnqueueNDRangeKernel(\(launch.kernel.name), global \(launch.global), local \(launch.local))")
         launches += 1
         try flushIfDue()
-        if let event { pending.append(PendingEvent(event: event, name: name, flops: flops, bytes: bytes)) }
+        if let event {
+            pending.append(PendingEvent(event: event, name: launch.name, flops: launch.flops, bytes: launch.bytes))
+        }
+    }
+
+    /// Ops prepared for replay: their launches, enqueued as they are every time.
+    final class PreparedLaunches: PreparedOps, @unchecked Sendable {
+        let device: OpenCLDevice
+        let launches: [PreparedLaunch]
+        init(device: OpenCLDevice, launches: [PreparedLaunch]) {
+            self.device = device
+            self.launches = launches
+        }
+        var launchCount: Int { launches.count }
+        func run() throws { try device.enqueueAll(launches) }
+    }
+
+    private func enqueueAll(_ prepared: [PreparedLaunch]) throws {
+        try lock.withLock { for launch in prepared { try enqueue(launch) } }
     }
 
     private func defaultLocal(_ global: [Int], cap: Int) -> [Int] {

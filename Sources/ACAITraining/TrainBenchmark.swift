@@ -17,6 +17,9 @@ public enum TrainBenchmark {
         public var launchesPerStep: Double
         /// Blocking host waits per step (reads, blocking writes, synchronisations), in steady state.
         public var synchronizationsPerStep: Double
+        /// Host time spent handing one step to the device (recording or replaying it, uploads included), not
+        /// waiting for it: on a GPU, the floor under the step time when the kernels are small.
+        public var hostMillisecondsPerStep: Double
         /// Device memory the recorded plan holds (0 for eager steps).
         public var planBytes: Int
         /// Ops of the recorded plan by name, most frequent first (empty for eager steps).
@@ -41,10 +44,15 @@ public enum TrainBenchmark {
         _ = try step.collect()
         var samples: [Double] = []
         var launches = 0, waits = 0
+        var hostNanoseconds: UInt64 = 0
         for w in 0..<windows {
             let start = monotonicNanoseconds()
             let launchesBefore = base.launchCount, waitsBefore = base.synchronizationCount
-            for i in 0..<stepsPerWindow { try run(w * stepsPerWindow + i) }
+            for i in 0..<stepsPerWindow {
+                let handed = monotonicNanoseconds()
+                try run(w * stepsPerWindow + i)
+                hostNanoseconds += monotonicNanoseconds() - handed
+            }
             launches += base.launchCount - launchesBefore
             waits += base.synchronizationCount - waitsBefore
             _ = try step.collect()  // the one wait of the window: what a progress line costs
@@ -57,6 +65,6 @@ public enum TrainBenchmark {
             .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
         return Result(device: base.id, model: kind, batch: batch, replay: replay, millisecondsPerStep: median,
                       launchesPerStep: Double(launches) / steps, synchronizationsPerStep: Double(waits) / steps,
-                      planBytes: plan?.heldBytes ?? 0, planOps: opCounts)
+                      hostMillisecondsPerStep: Double(hostNanoseconds) / 1e6 / steps, planBytes: plan?.heldBytes ?? 0, planOps: opCounts)
     }
 }

@@ -149,6 +149,8 @@ public final class Trainer {
     var lossSums: [String: Double] = [:]
     /// Seconds spent in evaluations during this process (excluded from throughput).
     var evaluationSeconds = 0.0
+    /// Evaluations run by this process (for the ETA).
+    var evaluationsDone = 0
     var lossCounts = 0
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
@@ -277,7 +279,12 @@ public final class Trainer {
     func progressLine(rate: Double, elapsed: Double) -> String {
         var line = "step \(step)  \(String(format: "%.1f", Double(samples) / 1024)) kimg  \(String(format: "%.0f", rate)) samples/s"
         var left: Double?
-        if let total = totalSamples { left = Double(total - samples) / max(rate, 1e-9) }
+        if let total = totalSamples {
+            // Training time left plus the evaluations still to come, at this process's mean evaluation time.
+            left = Double(total - samples) / max(rate, 1e-9)
+            let evaluationsLeft = total / evalEvery - samples / evalEvery + (total % evalEvery == 0 ? 0 : 1)
+            if evaluationsDone > 0 { left! += Double(evaluationsLeft) * evaluationSeconds / Double(evaluationsDone) }
+        }
         if let minutes = options.minutes { left = min(left ?? .infinity, minutes * 60 - elapsed) }
         if let left { line += "  ETA \(formatDuration(max(left, 0)))" }
         if lossCounts > 0 {
@@ -309,7 +316,10 @@ public final class Trainer {
         // evaluations came before: a resumed run evaluates exactly like one that never stopped.
         evaluationRandom = RandomStream(seed: mixSeeds(mixSeeds(options.seed, 0xE7A1), UInt64(samples)))
         let started = monotonicNanoseconds()
-        defer { evaluationSeconds += Double(monotonicNanoseconds() - started) / 1e9 }
+        defer {
+            evaluationSeconds += Double(monotonicNanoseconds() - started) / 1e9
+            evaluationsDone += 1
+        }
         var score: LinesMetric.Score?
         let interpolation = try protocolSpec.interpolate(model, images: testImages, random: &evaluationRandom)
         if let metric {

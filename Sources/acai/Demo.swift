@@ -223,8 +223,8 @@ struct BenchTrain: ParsableCommand {
             return k
         }
         let specs = devices?.split(separator: ",").map(String.init) ?? DeviceSelection.allDeviceSpecs()
-        print("| model | device | step | batch | ms/step | samples/s | launches/step | host waits/step | plan memory |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        print("| model | device | step | batch | ms/step | samples/s | host ms/step | launches/step | host waits/step | plan memory |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for kind in kinds {
             for spec in specs {
                 let device = try DeviceSelection.make(spec)
@@ -233,6 +233,7 @@ struct BenchTrain: ParsableCommand {
                                                    stepsPerWindow: stepsPerWindow)
                     print("| \(kind.rawValue) | \(r.device) | \(replay ? "plan" : "eager") | \(r.batch) | "
                           + "\(String(format: "%.1f", r.millisecondsPerStep)) | \(String(format: "%.0f", r.samplesPerSecond)) | "
+                          + "\(String(format: "%.2f", r.hostMillisecondsPerStep)) | "
                           + "\(String(format: "%.0f", r.launchesPerStep)) | \(String(format: "%.1f", r.synchronizationsPerStep)) | "
                           + "\(replay ? formatBytes(r.planBytes) : "-") |")
                     if opCounts, replay {
