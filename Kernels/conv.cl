@@ -17,11 +17,12 @@
 //   and the channels left over by the blocked kernel.
 // - conv_dx_nt: the input gradient as dot products along co, which is contiguous in both g and the HWIO
 //   filter (so the filter needs no flip or transpose); RM pixels x RN input channels per work-item.
+//   conv_dx_narrow: the same for fewer than 4 output channels, vectorised over ci instead.
 // - conv_dw_blocked (vectors over co) and conv_dw_vec (vectors over ci): the filter gradient, each
 //   work-item summing the pixels of one chunk of image rows; one extra row of work-items sums db.
 // - conv_fwd_tiled: local-memory tiles for GPUs, forward and (FLIP=1) input gradient.
 // Build options: -DKS=<1|3>, -DACT=<0|1> (leaky ReLU epilogue of the forward kernels), -DMASK=<0|1> (dy
-// masked by act'(y) in the backward kernels) and, per kernel, -DRM -DVW -DNV, -DVC or -DRN -DVK.
+// masked by act'(y) in the backward kernels) and, per kernel, -DRM -DVW -DNV, -DVC -DWS or -DRN -DVK.
 #ifndef KS
 #define KS 3
 #endif
@@ -131,12 +132,29 @@ __kernel void conv_fwd_blocked(__global const float* restrict X, __global const 
     }
 }
 
-// Work-item (co - co0, image row n * H + h) computes output channel co of the W pixels of that row. The
-// filter is read in place (stride COUT along ci): this kernel serves few channels, where that is cheap.
+// Work-item (co - co0, image row n * H + h) computes output channel co of the W pixels of that row,
+// vectorised over VC input channels (CIN a multiple of VC). The filter is read in place: a vector of VC
+// weights w[t, ci.., co] is strided by COUT, given at compile time as WS so that for one output channel (a
+// decoder's last layer) it is a plain vector load. This kernel serves few channels, where that is cheap.
+#ifndef WS
+#define WS 1
+#endif
+inline CT load_strided(const __global float* p) {
+#if VC == 1
+    return *p;
+#else
+    float t[VC];
+#pragma unroll
+    for (int e = 0; e < VC; ++e) t[e] = p[e * WS];
+    return VEC_LOAD(VC, t);
+#endif
+}
+
 __kernel void conv_fwd_direct(__global const float* restrict X, __global const float* restrict Wf,
                               __global const float* restrict bias, __global float* restrict Y, const int NB,
-                              const int H, const int W, const int CIN, const int COUT, const int co0,
-                              const int hasBias, const float alpha) {
+                              const int H, const int W, const int CIN, const int co0, const int hasBias,
+                              const float alpha) {
+    const int COUT = WS;
     const int co = co0 + get_global_id(0);
     const int row = get_global_id(1);
     if (row >= NB * H) return;
@@ -145,7 +163,7 @@ __kernel void conv_fwd_direct(__global const float* restrict X, __global const f
     const float b = hasBias ? bias[co] : 0.0f;
     __global float* yrow = Y + row * W * COUT + co;
     for (int w = 0; w < W; ++w) {
-        float acc = 0.0f;
+        CT acc = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
             const int hh = h + kh - P;
             if (hh < 0 || hh >= H) continue;
@@ -154,14 +172,52 @@ __kernel void conv_fwd_direct(__global const float* restrict X, __global const f
                 if (ww < 0 || ww >= W) continue;
                 const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
                 const __global float* wr = Wf + (kh * KS + kw) * CIN * COUT + co;
-                for (int ci = 0; ci < CIN; ++ci) acc = fma(xr[ci], wr[ci * COUT], acc);
+                for (int ci = 0; ci < CIN; ci += VC)
+                    acc = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc);
             }
         }
-        float out = acc + b;
+        float out = VEC_SUM(VC, acc) + b;
 #if ACT
         out = LEAKY(out, alpha);
 #endif
         yrow[w * COUT] = out;
+    }
+}
+
+// The input gradient for few output channels (COUT = WS < 4, e.g. a decoder's last layer with one colour),
+// where conv_dx_nt's dot products along co would be a single term: work-item (ci block, image row) computes
+// VC input channels (CIN a multiple of VC) of the W pixels of the row,
+//   dx[p, ci..] = sum over taps t and co < WS of g[p - (kh - P, kw - P), co] * w[t, ci.., co].
+__kernel void conv_dx_narrow(__global const float* restrict dY, __global const float* restrict Wf,
+                             __global const float* restrict Yout, __global float* restrict dX, const int NB,
+                             const int H, const int W, const int CIN, const float alpha) {
+    const int COUT = WS;
+    const int ci0 = get_global_id(0) * VC;
+    const int row = get_global_id(1);
+    if (row >= NB * H) return;
+    const int n = row / H;
+    const int h = row - n * H;
+    for (int w = 0; w < W; ++w) {
+        CT acc = (CT)(0.0f);
+        for (int kh = 0; kh < KS; ++kh) {
+            const int hh = h - kh + P;
+            if (hh < 0 || hh >= H) continue;
+            for (int kw = 0; kw < KS; ++kw) {
+                const int ww = w - kw + P;
+                if (ww < 0 || ww >= W) continue;
+                const int q = ((n * H + hh) * W + ww) * COUT;
+                const __global float* wt = Wf + ((kh * KS + kw) * CIN + ci0) * COUT;
+#pragma unroll
+                for (int co = 0; co < COUT; ++co) {
+                    float g = dY[q + co];
+#if MASK
+                    g = MASKED(g, Yout[q + co], alpha);
+#endif
+                    acc = fma((CT)(g), load_strided(wt + co), acc);
+                }
+            }
+        }
+        VEC_STORE(VC, acc, dX + (row * W + w) * CIN + ci0);
     }
 }
 

@@ -580,11 +580,14 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
         if covered < s.outChannels {
             let share = Double(s.outChannels - covered) / Double(s.outChannels)
-            try launch("conv.cl", "conv_fwd_direct", options: "-DKS=\(k) -DACT=\(act)",
+            // The filter's stride along ci (cout) is a build option, so one output channel reads vectors.
+            let vc = Self.vectorWidth(dividing: s.inChannels)
+            try launch("conv.cl", "conv_fwd_direct", options: "-DKS=\(k) -DACT=\(act) -DVC=\(vc) -DWS=\(s.outChannels)",
                        global: [s.outChannels - covered, s.batch * s.height],
-                       args: [.buffer(x), .buffer(w), biasArg, .buffer(y)] + dims
-                           + [.int(covered), .int(hasBias), .float(activation.alpha)],
-                       name: "\(name)_direct", flops: op.flops * share, bytes: op.bytes * share)
+                       args: [.buffer(x), .buffer(w), biasArg, .buffer(y), .int(s.batch), .int(s.height),
+                              .int(s.width), .int(s.inChannels), .int(covered), .int(hasBias),
+                              .float(activation.alpha)],
+                       name: "\(name)_direct_v\(vc)", flops: op.flops * share, bytes: op.bytes * share)
         }
     }
 
@@ -641,7 +644,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     }
 
     /// dx = input gradient of dy ⊙ act'(output): on GPUs the tiled kernel with the filter read flipped in
-    /// place; otherwise one `conv_dx_nt` launch (dot products along co, contiguous in dy and the filter).
+    /// place; otherwise one `conv_dx_nt` launch (dot products along co, contiguous in dy and the filter), or
+    /// `conv_dx_narrow` for fewer than 4 output channels.
     private func convBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape s: ConvShape,
                                    activation: Activation, output: DeviceBuffer?, name: String, op: Op) throws {
         let pixels = s.batch * s.height * s.width
@@ -659,10 +663,22 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             return
         }
         let t = currentTuning
+        let mask = activation.isIdentity ? 0 : 1
+        if s.outChannels < 4 {
+            // A single-term dot product per tap: vectors over ci instead (cout a build option, see conv.cl).
+            let vc = Self.vectorWidth(dividing: s.inChannels)
+            try launch("conv.cl", "conv_dx_narrow",
+                       options: "-DKS=\(s.kernel) -DVC=\(vc) -DWS=\(s.outChannels) -DMASK=\(mask)",
+                       global: [s.inChannels / vc, s.batch * s.height],
+                       args: [.buffer(dy), .buffer(w), .buffer(output ?? dy), .buffer(dx), .int(s.batch),
+                              .int(s.height), .int(s.width), .int(s.inChannels), .float(activation.alpha)],
+                       name: "\(name)_narrow_v\(vc)", op: op)
+            return
+        }
         let rows = Self.blockRows(4, total: pixels)
         let columns = min(4, s.inChannels)
         let vk = largestPowerOfTwoDivisor(of: s.outChannels, atMost: t.vectorWidth)
-        let options = "-DKS=\(s.kernel) -DRM=\(rows) -DRN=\(columns) -DVK=\(vk) -DMASK=\(activation.isIdentity ? 0 : 1)"
+        let options = "-DKS=\(s.kernel) -DRM=\(rows) -DRN=\(columns) -DVK=\(vk) -DMASK=\(mask)"
         try launch("conv.cl", "conv_dx_nt", options: options,
                    global: [(s.inChannels + columns - 1) / columns, (pixels + rows - 1) / rows],
                    local: t.serialWorkItems ? [1, t.blockGroupRows] : nil,
