@@ -1,24 +1,32 @@
-// 2-D convolution, NHWC input, HWIO filter ([KS, KS, CIN, COUT]), stride 1, 'same' zero padding.
+// 2-D convolution, NHWC input, HWIO filter w [KS, KS, CIN, COUT], stride 1, 'same' zero padding, with the
+// bias and activation fused in: y = act(conv(x, w) + bias), act = identity or leaky ReLU (slope alpha).
 //
-// The input is first copied into a zero-padded image Xp [N, H + 2P, W + 2P, CIN] (pad_nhwc; for 1x1 the
-// input itself), so the convolution is a product with an implicit im2col matrix and no bounds checks:
-//   y[p, co] = sum over taps (kh, kw) and ci of Xp[base(p) + (kh * Wp + kw) * CIN + ci] * w[kh, kw, ci, co]
-// where base(p) is the padded address of output pixel p = (n, h, w). Nothing is materialised.
+// Every kernel reads the unpadded input and treats taps outside the image as zero (bounds checks in the
+// kernel: no padded copy, no extra launch), and reads the filter in its HWIO layout (no transposed or
+// flipped copy). One op is one launch on CPU devices; GPUs may add one pass that sums split-K slices or
+// pixel chunks (conv_sum_slices, conv_sum_chunks), because they need many work-groups.
+//   y[p, co]  = act(bias[co] + sum over taps t = (kh, kw) inside the image and ci of
+//               x[p + (kh - P, kw - P), ci] * w[t, ci, co])
+//   g[p, co]  = dy[p, co] * act'(y[p, co])       (act' = 1 where y > 0, alpha elsewhere; from the saved y)
+//   dx[p, ci] = sum over taps t and co of g[p - (kh - P, kw - P), co] * w[t, ci, co]
+//   dw[t, ci, co] = sum over p of x[p + (kh - P, kw - P), ci] * g[p, co];  db[co] = sum over p of g[p, co]
+// Kernels:
 // - conv_fwd_blocked: register-blocked like gemm_blocked (RM pixels x VW * NV output channels per
 //   work-item, VW-wide accumulators); the host launches one work-item per column block it covers.
-// - conv_fwd_direct: one output channel of one image row per work-item, vectorised over input channels
-//   (VC wide) against a transposed filter [COUT, KS, KS, CIN]; for few output channels (e.g. 1) and
-//   the channels left over by the blocked kernel.
-// - The input gradient is the forward convolution of the padded dy with the flipped, in/out-swapped
-//   filter wf[kh, kw, co, ci] = w[KS-1-kh, KS-1-kw, ci, co] (the `transpose` kernel of copy.cl with its
-//   taps reversed).
-// - The filter gradient dw[(kh, kw, ci), co] = sum over pixels p of Xp[base(p) + tap + ci] * dy[p, co]
-//   is computed per chunk of image rows (a split over the long pixel sum, for parallelism) into partial
-//   sums the host adds up: conv_dw_blocked (vectors over co) or conv_dw_vec (vectors over ci).
-// Build options: -DKS=<1|3> and, per kernel, -DRM -DVW -DNV or -DVC.
+// - conv_fwd_direct: one output channel of one image row per work-item; for few output channels (e.g. 1)
+//   and the channels left over by the blocked kernel.
+// - conv_dx_nt: the input gradient as dot products along co, which is contiguous in both g and the HWIO
+//   filter (so the filter needs no flip or transpose); RM pixels x RN input channels per work-item.
+//   conv_dx_narrow: the same for fewer than 4 output channels, vectorised over ci instead.
+// - conv_dw_blocked (vectors over co) and conv_dw_vec (vectors over ci): the filter gradient, each
+//   work-item summing the pixels of one chunk of image rows; one extra row of work-items sums db.
+// - conv_fwd_tiled: local-memory tiles for GPUs, forward and (FLIP=1) input gradient.
+// Build options: -DKS=<1|3>, -DACT=<0|1> (leaky ReLU epilogue of the forward kernels), -DMASK=<0|1> (dy
+// masked by act'(y) in the backward kernels) and, per kernel, -DRM -DVW -DNV, -DVC -DWS or -DRN -DVK.
 #ifndef KS
 #define KS 3
 #endif
+#define P (KS / 2)
 #ifndef RM
 #define RM 8
 #endif
@@ -31,55 +39,44 @@
 #ifndef VC
 #define VC 1
 #endif
+#ifndef RN
+#define RN 4
+#endif
+#ifndef VK
+#define VK 1
+#endif
+#ifndef ACT
+#define ACT 0
+#endif
+#ifndef MASK
+#define MASK 0
+#endif
 #define VT VEC_TYPE(VW)
 #define CT VEC_TYPE(VC)
+#define KT VEC_TYPE(VK)
 
-// Xp[n, hp, wp, c] = X[n, hp - P, wp - P, c], zero outside. A padded row (n, hp) is Wp * C floats: P * C
-// zeros, the W * C floats of the input row (or zeros), P * C zeros. Work-item (segment, row) writes
-// floats [segment * len, segment * len + len) of a row with plain loops: CPU devices take whole rows
-// (len = Wp * C, one loop per row is 10x faster on PoCL than one work-item per float), GPUs single floats.
-__kernel void pad_nhwc(__global const float* X, __global float* Xp, const int NB, const int H, const int W,
-                       const int C, const int P, const int len) {
-    const int row = get_global_id(1);
-    const int Hp = H + 2 * P, Wp = W + 2 * P;
-    if (row >= NB * Hp) return;
-    const int n = row / Hp;
-    const int h = row - n * Hp - P;
-    const int q0 = get_global_id(0) * len;
-    const int q1 = min(q0 + len, Wp * C);
-    __global float* dst = Xp + row * Wp * C;
-    if (h < 0 || h >= H) {
-        for (int q = q0; q < q1; ++q) dst[q] = 0.0f;
-        return;
-    }
-    const int a = P * C, b = (P + W) * C;
-    const __global float* src = X + ((n * H + h) * W) * C;
-    for (int q = q0; q < min(q1, a); ++q) dst[q] = 0.0f;
-    for (int q = max(q0, a); q < min(q1, b); ++q) dst[q] = src[q - a];
-    for (int q = max(q0, b); q < q1; ++q) dst[q] = 0.0f;
-}
+// Leaky ReLU of a scalar or vector v (select keeps NaNs, unlike fmax/fmin tricks).
+#define LEAKY(v, a) select((a) * (v), (v), (v) > 0.0f)
+// The gradient g masked by act'(y): g where y > 0, alpha * g elsewhere.
+#define MASKED(g, y, a) select((a) * (g), (g), (y) > 0.0f)
 
-// Padded address of output pixel p.
-int padded_base(const int p, const int H, const int W, const int Hp, const int Wp, const int CIN) {
-    const int w = p % W;
-    const int t = p / W;
-    const int h = t % H;
-    const int n = t / H;
-    return ((n * Hp + h) * Wp + w) * CIN;
-}
+// Pixel p = (n, h, w) of an [NB, H, W] image batch.
+#define SPLIT_PIXEL(p, n, h, w) \
+    do { (w) = (p) % W; const int t_ = (p) / W; (h) = t_ % H; (n) = t_ / H; } while (0)
 
-__kernel void conv_fwd_blocked(__global const float* restrict Xp, __global const float* restrict Wf,
+__kernel void conv_fwd_blocked(__global const float* restrict X, __global const float* restrict Wf,
                                __global const float* restrict bias, __global float* restrict Y, const int NB,
-                               const int H, const int W, const int CIN, const int COUT, const int hasBias) {
+                               const int H, const int W, const int CIN, const int COUT, const int hasBias,
+                               const float alpha) {
     const int M = NB * H * W;
     const int j0 = get_global_id(0) * (VW * NV);
     const int i0 = get_global_id(1) * RM;
     if (i0 >= M) return;
-    const int Hp = H + KS - 1, Wp = W + KS - 1;
 
-    int xb[RM];
+    // Rows past M repeat the last pixel (computed, not stored).
+    int pn[RM], ph[RM], pw[RM];
 #pragma unroll
-    for (int r = 0; r < RM; ++r) xb[r] = padded_base(min(i0 + r, M - 1), H, W, Hp, Wp, CIN);
+    for (int r = 0; r < RM; ++r) SPLIT_PIXEL(min(i0 + r, M - 1), pn[r], ph[r], pw[r]);
 
     VT acc[RM][NV];
 #pragma unroll
@@ -89,7 +86,16 @@ __kernel void conv_fwd_blocked(__global const float* restrict Xp, __global const
 
     for (int kh = 0; kh < KS; ++kh) {
         for (int kw = 0; kw < KS; ++kw) {
-            const int toff = (kh * Wp + kw) * CIN;
+            // Per row: the tap's input pixel, clamped to a valid address, and whether it is in the image
+            // (outside, the loaded value is replaced by 0: a select, not a branch, in the inner loop).
+            int xo[RM];
+            bool in[RM];
+#pragma unroll
+            for (int r = 0; r < RM; ++r) {
+                const int hh = ph[r] + kh - P, ww = pw[r] + kw - P;
+                in[r] = hh >= 0 && hh < H && ww >= 0 && ww < W;
+                xo[r] = in[r] ? ((pn[r] * H + hh) * W + ww) * CIN : 0;
+            }
             const __global float* wp = Wf + (kh * KS + kw) * CIN * COUT + j0;
             for (int ci = 0; ci < CIN; ++ci) {
                 VT b[NV];
@@ -98,7 +104,8 @@ __kernel void conv_fwd_blocked(__global const float* restrict Xp, __global const
                 wp += COUT;
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
-                    const VT a = (VT)(Xp[xb[r] + toff + ci]);
+                    const float xv = X[xo[r] + ci];
+                    const VT a = (VT)(in[r] ? xv : 0.0f);
 #pragma unroll
                     for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
                 }
@@ -114,150 +121,411 @@ __kernel void conv_fwd_blocked(__global const float* restrict Xp, __global const
         if (i0 + r < M) {
             __global float* yp = Y + (i0 + r) * COUT + j0;
 #pragma unroll
-            for (int v = 0; v < NV; ++v) VEC_STORE(VW, acc[r][v] + bv[v], yp + v * VW);
+            for (int v = 0; v < NV; ++v) {
+                VT out = acc[r][v] + bv[v];
+#if ACT
+                out = LEAKY(out, alpha);
+#endif
+                VEC_STORE(VW, out, yp + v * VW);
+            }
         }
     }
 }
 
-// Wt: the filter transposed to [COUT, KS, KS, CIN]; CIN must be a multiple of VC. Work-item
-// (co - co0, image row n * H + h) computes output channel co of the W pixels of that row.
-__kernel void conv_fwd_direct(__global const float* restrict Xp, __global const float* restrict Wt,
+// Work-item (co - co0, image row n * H + h) computes output channel co of the W pixels of that row,
+// vectorised over VC input channels (CIN a multiple of VC). The filter is read in place: a vector of VC
+// weights w[t, ci.., co] is strided by COUT, given at compile time as WS so that for one output channel (a
+// decoder's last layer) it is a plain vector load. This kernel serves few channels, where that is cheap.
+#ifndef WS
+#define WS 1
+#endif
+inline CT load_strided(const __global float* p) {
+#if VC == 1
+    return *p;
+#else
+    float t[VC];
+#pragma unroll
+    for (int e = 0; e < VC; ++e) t[e] = p[e * WS];
+    return VEC_LOAD(VC, t);
+#endif
+}
+
+__kernel void conv_fwd_direct(__global const float* restrict X, __global const float* restrict Wf,
                               __global const float* restrict bias, __global float* restrict Y, const int NB,
-                              const int H, const int W, const int CIN, const int COUT, const int co0,
-                              const int hasBias) {
+                              const int H, const int W, const int CIN, const int co0, const int hasBias,
+                              const float alpha) {
+    const int COUT = WS;
     const int co = co0 + get_global_id(0);
     const int row = get_global_id(1);
     if (row >= NB * H) return;
-    const int Hp = H + KS - 1, Wp = W + KS - 1;
     const int n = row / H;
     const int h = row - n * H;
-    const __global float* xrow = Xp + (n * Hp + h) * Wp * CIN;
-    const __global float* wco = Wt + co * KS * KS * CIN;
     const float b = hasBias ? bias[co] : 0.0f;
     __global float* yrow = Y + row * W * COUT + co;
     for (int w = 0; w < W; ++w) {
         CT acc = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
+            const int hh = h + kh - P;
+            if (hh < 0 || hh >= H) continue;
             for (int kw = 0; kw < KS; ++kw) {
-                const __global float* xr = xrow + ((kh * Wp) + w + kw) * CIN;
-                const __global float* wr = wco + (kh * KS + kw) * CIN;
-                for (int ci = 0; ci < CIN; ci += VC) acc = fma(VEC_LOAD(VC, xr + ci), VEC_LOAD(VC, wr + ci), acc);
+                const int ww = w + kw - P;
+                if (ww < 0 || ww >= W) continue;
+                const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
+                const __global float* wr = Wf + (kh * KS + kw) * CIN * COUT + co;
+                for (int ci = 0; ci < CIN; ci += VC)
+                    acc = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc);
             }
         }
-        yrow[w * COUT] = VEC_SUM(VC, acc) + b;
+        float out = VEC_SUM(VC, acc) + b;
+#if ACT
+        out = LEAKY(out, alpha);
+#endif
+        yrow[w * COUT] = out;
     }
 }
 
-// Partial filter gradient over image rows [s * chunk, (s + 1) * chunk) (rows are (n, h) pairs), written
-// to Out[s, (tap * CIN + ci) * COUT + co]. Work-item (co block, tap * ceil(CIN / RM) + ci block, s)
-// computes RM input channels x VW * NV output channels; the host launches as many co blocks as it wants
-// covered.
-__kernel void conv_dw_blocked(__global const float* restrict Xp, __global const float* restrict dY,
-                              __global float* restrict Out, const int NB, const int H, const int W,
-                              const int CIN, const int COUT, const int chunk, const int chunks) {
+// The input gradient for few output channels (COUT = WS < 4, e.g. a decoder's last layer with one colour),
+// where conv_dx_nt's dot products along co would be a single term: work-item (ci block, image row) computes
+// VC input channels (CIN a multiple of VC) of the W pixels of the row,
+//   dx[p, ci..] = sum over taps t and co < WS of g[p - (kh - P, kw - P), co] * w[t, ci.., co].
+__kernel void conv_dx_narrow(__global const float* restrict dY, __global const float* restrict Wf,
+                             __global const float* restrict Yout, __global float* restrict dX, const int NB,
+                             const int H, const int W, const int CIN, const float alpha) {
+    const int COUT = WS;
+    const int ci0 = get_global_id(0) * VC;
+    const int row = get_global_id(1);
+    if (row >= NB * H) return;
+    const int n = row / H;
+    const int h = row - n * H;
+    for (int w = 0; w < W; ++w) {
+        CT acc = (CT)(0.0f);
+        for (int kh = 0; kh < KS; ++kh) {
+            const int hh = h - kh + P;
+            if (hh < 0 || hh >= H) continue;
+            for (int kw = 0; kw < KS; ++kw) {
+                const int ww = w - kw + P;
+                if (ww < 0 || ww >= W) continue;
+                const int q = ((n * H + hh) * W + ww) * COUT;
+                const __global float* wt = Wf + ((kh * KS + kw) * CIN + ci0) * COUT;
+#pragma unroll
+                for (int co = 0; co < COUT; ++co) {
+                    float g = dY[q + co];
+#if MASK
+                    g = MASKED(g, Yout[q + co], alpha);
+#endif
+                    acc = fma((CT)(g), load_strided(wt + co), acc);
+                }
+            }
+        }
+        VEC_STORE(VC, acc, dX + (row * W + w) * CIN + ci0);
+    }
+}
+
+// The input gradient: work-item (ci block, pixel block) computes dx for RM pixels x RN input channels as
+// VK-wide dot products along co (COUT a multiple of VK) of g rows and filter rows w[t, ci, :], both
+// contiguous, with MASK applying act'(y) to each dy vector as it is loaded.
+__kernel void conv_dx_nt(__global const float* restrict dY, __global const float* restrict Wf,
+                         __global const float* restrict Yout, __global float* restrict dX, const int NB,
+                         const int H, const int W, const int CIN, const int COUT, const float alpha) {
+    const int M = NB * H * W;
+    const int ci0 = get_global_id(0) * RN;
+    const int i0 = get_global_id(1) * RM;
+    if (i0 >= M) return;
+    int pn[RM], ph[RM], pw[RM];
+#pragma unroll
+    for (int r = 0; r < RM; ++r) SPLIT_PIXEL(min(i0 + r, M - 1), pn[r], ph[r], pw[r]);
+    int cir[RN];
+#pragma unroll
+    for (int j = 0; j < RN; ++j) cir[j] = min(ci0 + j, CIN - 1);
+
+    KT acc[RM][RN];
+#pragma unroll
+    for (int r = 0; r < RM; ++r)
+#pragma unroll
+        for (int j = 0; j < RN; ++j) acc[r][j] = (KT)(0.0f);
+
+    for (int kh = 0; kh < KS; ++kh) {
+        for (int kw = 0; kw < KS; ++kw) {
+            // Output pixel q = p - (kh - P, kw - P) read input pixel p through tap (kh, kw).
+            int qo[RM];
+            bool in[RM];
+#pragma unroll
+            for (int r = 0; r < RM; ++r) {
+                const int hh = ph[r] - kh + P, ww = pw[r] - kw + P;
+                in[r] = hh >= 0 && hh < H && ww >= 0 && ww < W;
+                qo[r] = in[r] ? ((pn[r] * H + hh) * W + ww) * COUT : 0;
+            }
+            const __global float* wt = Wf + (kh * KS + kw) * CIN * COUT;
+            for (int co = 0; co < COUT; co += VK) {
+                KT b[RN];
+#pragma unroll
+                for (int j = 0; j < RN; ++j) b[j] = VEC_LOAD(VK, wt + cir[j] * COUT + co);
+#pragma unroll
+                for (int r = 0; r < RM; ++r) {
+                    KT a = VEC_LOAD(VK, dY + qo[r] + co);
+#if MASK
+                    a = MASKED(a, VEC_LOAD(VK, Yout + qo[r] + co), alpha);
+#endif
+                    if (!in[r]) a = (KT)(0.0f);
+#pragma unroll
+                    for (int j = 0; j < RN; ++j) acc[r][j] = fma(a, b[j], acc[r][j]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < RM; ++r) {
+        if (i0 + r >= M) continue;
+#pragma unroll
+        for (int j = 0; j < RN; ++j)
+            if (ci0 + j < CIN) dX[(i0 + r) * CIN + ci0 + j] = VEC_SUM(VK, acc[r][j]);
+    }
+}
+
+// Filter gradient over image rows [s * chunk, (s + 1) * chunk) (rows are (n, h) pairs), into
+// Out[s * stride + (t * CIN + ci) * COUT + co] and, for db, Out[s * stride + KS*KS*CIN*COUT + co]
+// (stride = KS*KS*CIN*COUT + COUT when db is computed). Work-item (co block, g, s): g < taps * ceil(CIN / RM)
+// computes RM input channels of tap g / ceil(CIN / RM) x VW * NV output channels; g == that count (the
+// last row of work-items, launched only with hasDb) sums db for its output channels instead.
+// Sums run over blocks of `rowsPerSum` image rows added into a running total, so that a chunk of 100k pixels
+// keeps the rounding error of short sums (the host then needs no second pass to split the sum).
+// accumulate: Out += the result (only used when Out is dw itself, chunks == 1).
+__kernel void conv_dw_blocked(__global const float* restrict X, __global const float* restrict dY,
+                              __global const float* restrict Yout, __global float* restrict Out,
+                              __global float* restrict dB, const int NB, const int H, const int W,
+                              const int CIN, const int COUT, const int chunk, const int chunks,
+                              const int rowsPerSum, const int stride, const int accumulate,
+                              const float alpha) {
     const int j0 = get_global_id(0) * (VW * NV);
     const int cib = (CIN + RM - 1) / RM;
     const int g = get_global_id(1);
-    const int tap = g / cib;
     const int s = get_global_id(2);
     if (s >= chunks) return;
-    const int ci0 = (g - tap * cib) * RM;
-    const int kh = tap / KS, kw = tap % KS;
-    const int Hp = H + KS - 1, Wp = W + KS - 1;
     const int rowBegin = s * chunk;
     const int rowEnd = min(NB * H, rowBegin + chunk);
+    __global float* out = Out + s * stride;
+
+    if (g == KS * KS * cib) {
+        // db[co] = sum over the chunk's pixels of g[p, co].
+        VT tot[NV], acc[NV];
+#pragma unroll
+        for (int v = 0; v < NV; ++v) tot[v] = (VT)(0.0f);
+        for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
+#pragma unroll
+            for (int v = 0; v < NV; ++v) acc[v] = (VT)(0.0f);
+            const int r1 = min(rowEnd, r0 + rowsPerSum);
+            for (int e = r0 * W; e < r1 * W; ++e) {
+#pragma unroll
+                for (int v = 0; v < NV; ++v) {
+                    VT d = VEC_LOAD(VW, dY + e * COUT + j0 + v * VW);
+#if MASK
+                    d = MASKED(d, VEC_LOAD(VW, Yout + e * COUT + j0 + v * VW), alpha);
+#endif
+                    acc[v] += d;
+                }
+            }
+#pragma unroll
+            for (int v = 0; v < NV; ++v) tot[v] += acc[v];
+        }
+        __global float* db = chunks == 1 ? dB : out + KS * KS * CIN * COUT;
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+            VT value = tot[v];
+            if (accumulate) value += VEC_LOAD(VW, db + j0 + v * VW);
+            VEC_STORE(VW, value, db + j0 + v * VW);
+        }
+        return;
+    }
+
+    const int tap = g / cib;
+    const int ci0 = (g - tap * cib) * RM;
+    const int kh = tap / KS, kw = tap % KS;
+    // Output columns w whose tap (kh, kw) lands inside the image: [wBegin, wEnd).
+    const int wBegin = max(0, P - kw), wEnd = min(W, W + P - kw);
 
     int cir[RM];
 #pragma unroll
     for (int r = 0; r < RM; ++r) cir[r] = min(ci0 + r, CIN - 1);
 
-    VT acc[RM][NV];
+    VT tot[RM][NV], acc[RM][NV];
 #pragma unroll
     for (int r = 0; r < RM; ++r)
 #pragma unroll
-        for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
+        for (int v = 0; v < NV; ++v) tot[r][v] = (VT)(0.0f);
 
-    for (int row = rowBegin; row < rowEnd; ++row) {
-        const int n = row / H;
-        const int h = row - n * H;
-        const __global float* xr = Xp + ((n * Hp + h + kh) * Wp + kw) * CIN;
-        const __global float* dyr = dY + row * W * COUT + j0;
-        for (int w = 0; w < W; ++w) {
-            VT b[NV];
+    for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
 #pragma unroll
-            for (int v = 0; v < NV; ++v) b[v] = VEC_LOAD(VW, dyr + v * VW);
-            dyr += COUT;
+        for (int r = 0; r < RM; ++r)
 #pragma unroll
-            for (int r = 0; r < RM; ++r) {
-                const VT a = (VT)(xr[cir[r]]);
+            for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
+        const int r1 = min(rowEnd, r0 + rowsPerSum);
+        for (int row = r0; row < r1; ++row) {
+            const int n = row / H;
+            const int h = row - n * H;
+            const int hh = h + kh - P;
+            if (hh < 0 || hh >= H) continue;  // the whole row reads zeros through this tap
+            const __global float* xr = X + ((n * H + hh) * W + wBegin + kw - P) * CIN;
+            const __global float* dyr = dY + (row * W + wBegin) * COUT + j0;
+#if MASK
+            const __global float* yr = Yout + (row * W + wBegin) * COUT + j0;
+#endif
+            for (int w = wBegin; w < wEnd; ++w) {
+                VT b[NV];
 #pragma unroll
-                for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
+                for (int v = 0; v < NV; ++v) {
+                    b[v] = VEC_LOAD(VW, dyr + v * VW);
+#if MASK
+                    b[v] = MASKED(b[v], VEC_LOAD(VW, yr + v * VW), alpha);
+#endif
+                }
+                dyr += COUT;
+#if MASK
+                yr += COUT;
+#endif
+#pragma unroll
+                for (int r = 0; r < RM; ++r) {
+                    const VT a = (VT)(xr[cir[r]]);
+#pragma unroll
+                    for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
+                }
+                xr += CIN;
             }
-            xr += CIN;
         }
+#pragma unroll
+        for (int r = 0; r < RM; ++r)
+#pragma unroll
+            for (int v = 0; v < NV; ++v) tot[r][v] += acc[r][v];
     }
 
-    __global float* out = Out + s * (KS * KS * CIN * COUT) + (tap * CIN + ci0) * COUT + j0;
+    __global float* o = out + (tap * CIN + ci0) * COUT + j0;
 #pragma unroll
     for (int r = 0; r < RM; ++r) {
         if (ci0 + r < CIN) {
 #pragma unroll
-            for (int v = 0; v < NV; ++v) VEC_STORE(VW, acc[r][v], out + r * COUT + v * VW);
+            for (int v = 0; v < NV; ++v) {
+                VT value = tot[r][v];
+                if (accumulate) value += VEC_LOAD(VW, o + r * COUT + v * VW);
+                VEC_STORE(VW, value, o + r * COUT + v * VW);
+            }
         }
     }
 }
 
 // The filter gradient vectorised over VC input channels (CIN a multiple of VC), for output channel
-// co0 + id0: work-item (co - co0, ci block, s) accumulates all KS * KS taps of its VC channels over the
-// image rows of chunk s, reading each dy value once.
-__kernel void conv_dw_vec(__global const float* restrict Xp, __global const float* restrict dY,
-                          __global float* restrict Out, const int NB, const int H, const int W, const int CIN,
-                          const int COUT, const int co0, const int chunk, const int chunks) {
+// co0 + id0 (few output channels: the ones left over by conv_dw_blocked): work-item (co - co0, g, s) with
+// g < taps * (CIN / VC) accumulates tap g / (CIN / VC) of its VC channels over the image rows of chunk s
+// (taps are split across work-items so that a one-channel layer still has several); g == taps * (CIN / VC)
+// (launched only with db) sums db[co] instead. Output layout, rowsPerSum and accumulate as in conv_dw_blocked.
+__kernel void conv_dw_vec(__global const float* restrict X, __global const float* restrict dY,
+                          __global const float* restrict Yout, __global float* restrict Out,
+                          __global float* restrict dB, const int NB, const int H, const int W, const int CIN,
+                          const int COUT, const int co0, const int chunk, const int chunks, const int rowsPerSum,
+                          const int stride, const int accumulate, const float alpha) {
     const int co = co0 + get_global_id(0);
-    const int ci0 = get_global_id(1) * VC;
+    const int cib = CIN / VC;
+    const int g = get_global_id(1);
     const int s = get_global_id(2);
     if (s >= chunks) return;
-    const int Hp = H + KS - 1, Wp = W + KS - 1;
     const int rowBegin = s * chunk;
     const int rowEnd = min(NB * H, rowBegin + chunk);
-    CT acc[KS * KS];
-#pragma unroll
-    for (int t = 0; t < KS * KS; ++t) acc[t] = (CT)(0.0f);
-    for (int row = rowBegin; row < rowEnd; ++row) {
-        const int n = row / H;
-        const int h = row - n * H;
-        const __global float* xr = Xp + ((n * Hp + h) * Wp) * CIN + ci0;
-        const __global float* dyr = dY + row * W * COUT + co;
-        for (int w = 0; w < W; ++w) {
-            const CT g = (CT)(dyr[w * COUT]);
-#pragma unroll
-            for (int kh = 0; kh < KS; ++kh)
-#pragma unroll
-                for (int kw = 0; kw < KS; ++kw)
-                    acc[kh * KS + kw] = fma(VEC_LOAD(VC, xr + ((kh * Wp) + w + kw) * CIN), g, acc[kh * KS + kw]);
+    __global float* out = Out + s * stride;
+
+    if (g == KS * KS * cib) {
+        float tot = 0.0f;
+        for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
+            float acc = 0.0f;
+            const int r1 = min(rowEnd, r0 + rowsPerSum);
+            for (int e = r0 * W; e < r1 * W; ++e) {
+                float d = dY[e * COUT + co];
+#if MASK
+                d = MASKED(d, Yout[e * COUT + co], alpha);
+#endif
+                acc += d;
+            }
+            tot += acc;
         }
+        __global float* db = chunks == 1 ? dB : out + KS * KS * CIN * COUT;
+        db[co] = accumulate ? db[co] + tot : tot;
+        return;
     }
-    __global float* out = Out + s * (KS * KS * CIN * COUT) + ci0 * COUT + co;
-#pragma unroll
-    for (int t = 0; t < KS * KS; ++t) {
-        float values[VC];
-        VEC_STORE(VC, acc[t], values);
-        for (int e = 0; e < VC; ++e) out[(t * CIN + e) * COUT] = values[e];
+
+    const int tap = g / cib;
+    const int ci0 = (g - tap * cib) * VC;
+    const int kh = tap / KS, kw = tap % KS;
+    const int wBegin = max(0, P - kw), wEnd = min(W, W + P - kw);
+    CT tot = (CT)(0.0f);
+    for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
+        CT acc = (CT)(0.0f);
+        const int r1 = min(rowEnd, r0 + rowsPerSum);
+        for (int row = r0; row < r1; ++row) {
+            const int n = row / H;
+            const int h = row - n * H;
+            const int hh = h + kh - P;
+            if (hh < 0 || hh >= H) continue;
+            const __global float* xr = X + ((n * H + hh) * W + kw - P) * CIN + ci0;
+            const __global float* dyr = dY + row * W * COUT + co;
+#if MASK
+            const __global float* yr = Yout + row * W * COUT + co;
+#endif
+            for (int w = wBegin; w < wEnd; ++w) {
+                float gv = dyr[w * COUT];
+#if MASK
+                gv = MASKED(gv, yr[w * COUT], alpha);
+#endif
+                acc = fma(VEC_LOAD(VC, xr + w * CIN), (CT)(gv), acc);
+            }
+        }
+        tot += acc;
     }
+    float values[VC];
+    VEC_STORE(VC, tot, values);
+    __global float* o = out + (tap * CIN + ci0) * COUT + co;
+    for (int e = 0; e < VC; ++e) o[e * COUT] = accumulate ? o[e * COUT] + values[e] : values[e];
+}
+
+// The GPU passes that add up split sums (one work-item per output element e < total):
+// conv_sum_slices: Y[e] = act(bias[e % C] + sum over s of parts[s * total + e]) (split-K forward / dx).
+__kernel void conv_sum_slices(__global const float* restrict parts, __global const float* restrict bias,
+                              __global float* restrict Y, const int total, const int C, const int slices,
+                              const int hasBias, const float alpha) {
+    const int e = get_global_id(0);
+    if (e >= total) return;
+    float sum = 0.0f;
+    for (int s = 0; s < slices; ++s) sum += parts[s * total + e];
+    float out = sum + (hasBias ? bias[e % C] : 0.0f);
+#if ACT
+    out = LEAKY(out, alpha);
+#endif
+    Y[e] = out;
+}
+
+// conv_sum_chunks: per-chunk filter gradients laid out [chunks][stride] (stride = dwCount + dbCount, db after
+// dw): dw[e] (+)= sum over chunks for e < dwCount, db[e - dwCount] (+)= the same beyond.
+__kernel void conv_sum_chunks(__global const float* restrict parts, __global float* restrict dW,
+                              __global float* restrict dB, const int dwCount, const int stride, const int chunks,
+                              const int accumulate) {
+    const int e = get_global_id(0);
+    if (e >= stride) return;
+    float sum = 0.0f;
+    for (int s = 0; s < chunks; ++s) sum += parts[s * stride + e];
+    __global float* dst = e < dwCount ? dW + e : dB + (e - dwCount);
+    *dst = accumulate ? *dst + sum : sum;
 }
 
 // conv_fwd_tiled: the forward convolution as an implicit product Y[M, COUT] = A[M, K] · B[K, COUT] with
-// M = pixels, K = KS·KS·CIN and A[p, k] = Xp[base(p) + toff(k)], for GPUs: a work-group of
-// (TN / 4) x (TM / 4) work-items computes a TM x TN tile of Y, staging TK-deep slices of A and B in local
-// memory so that each input value is read from global memory once per tile instead of once per output
-// channel block; each work-item accumulates 4 x 4 outputs, strided across the tile (rows ty + i·TM/4,
-// columns tx + j·TN/4) so that local reads are conflict-free and global stores coalesce.
-// With -DFLIP=1 B is the input gradient's filter read straight from the forward filter w [KS, KS, COUT, CIN]
-// (taps reversed, in/out swapped: B[(tap, c), n] = w[KS·KS-1-tap, n, c]), so no flipped copy is made.
+// M = pixels, K = KS·KS·CIN and A[p, k] = x at pixel p shifted by tap k / CIN (zero outside the image), for
+// GPUs: a work-group of (TN / 4) x (TM / 4) work-items computes a TM x TN tile of Y, staging TK-deep slices of
+// A and B in local memory so that each input value is read from global memory once per tile instead of once
+// per output channel block; each work-item accumulates 4 x 4 outputs, strided across the tile (rows
+// ty + i·TM/4, columns tx + j·TN/4) so that local reads are conflict-free and global stores coalesce.
+// With -DFLIP=1 this is the input gradient: A is dy (masked by act'(y) with -DMASK=1, Yout the saved y) and B
+// is read straight from the forward filter w [KS, KS, COUT, CIN] (taps reversed, in/out swapped:
+// B[(tap, c), n] = w[KS·KS-1-tap, n, c]), so no flipped copy is made.
 // Rows past M and columns past COUT are computed from zeros and not stored; K need not divide by TK.
-// Split K: work-group z sums k in [z·KSPLIT, (z + 1)·KSPLIT) into its own [M, COUT] slice of Y (the host adds
-// the slices up; only slice 0 adds the bias), so that small images with many channels (few tiles, long
-// sums) still fill the device. One slice (KSPLIT >= K) writes Y itself.
+// Split K: work-group z sums k in [z·KSPLIT, (z + 1)·KSPLIT) into its own [M, COUT] slice of Y, which
+// conv_sum_slices adds up (with the bias and activation; the host then passes hasBias 0 and ACT 0 here), so
+// that small images with many channels (few tiles, long sums) still fill the device. One slice (KSPLIT >= K)
+// writes Y itself with the epilogue.
 #ifndef TM
 #define TM 64
 #endif
@@ -271,14 +539,13 @@ __kernel void conv_dw_vec(__global const float* restrict Xp, __global const floa
 #define TILE_THREADS ((TM / 4) * (TN / 4))
 #define A_LOADS (TM * TK / TILE_THREADS)
 
-__kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const float* restrict Wf,
-                             __global const float* restrict bias, __global float* restrict Y, const int NB,
-                             const int H, const int W, const int CIN, const int COUT, const int hasBias,
-                             const int KSPLIT) {
+__kernel void conv_fwd_tiled(__global const float* restrict X, __global const float* restrict Wf,
+                             __global const float* restrict bias, __global const float* restrict Yout,
+                             __global float* restrict Y, const int NB, const int H, const int W, const int CIN,
+                             const int COUT, const int hasBias, const int KSPLIT, const float alpha) {
     __local float As[TK][TM + 1];
     __local float Bs[TK][TN];
     const int M = NB * H * W, K = KS * KS * CIN;
-    const int Hp = H + KS - 1, Wp = W + KS - 1;
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int tid = ty * (TN / 4) + tx;
     const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
@@ -287,13 +554,13 @@ __kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const f
 
     // This work-item always loads A column kk = tid % TK of rows tid / TK + s·(TILE_THREADS / TK).
     const int akk = tid % TK;
-    int abase[A_LOADS];
+    int an[A_LOADS], ah[A_LOADS], aw[A_LOADS];
     bool arow[A_LOADS];
 #pragma unroll
     for (int s = 0; s < A_LOADS; ++s) {
         const int p = m0 + tid / TK + s * (TILE_THREADS / TK);
         arow[s] = p < M;
-        abase[s] = padded_base(min(p, M - 1), H, W, Hp, Wp, CIN);
+        SPLIT_PIXEL(min(p, M - 1), an[s], ah[s], aw[s]);
     }
 
     float acc[4][4];
@@ -306,10 +573,19 @@ __kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const f
         const int k = k0 + akk;
         const int tap = k / CIN, ci = k - tap * CIN;
         const int kh = tap / KS, kw = tap - kh * KS;
-        const int toff = (kh * Wp + kw) * CIN + ci;
 #pragma unroll
-        for (int s = 0; s < A_LOADS; ++s)
-            As[akk][tid / TK + s * (TILE_THREADS / TK)] = (arow[s] && k < kEnd) ? Xp[abase[s] + toff] : 0.0f;
+        for (int s = 0; s < A_LOADS; ++s) {
+            const int hh = ah[s] + kh - P, ww = aw[s] + kw - P;
+            float v = 0.0f;
+            if (arow[s] && k < kEnd && hh >= 0 && hh < H && ww >= 0 && ww < W) {
+                const int e = ((an[s] * H + hh) * W + ww) * CIN + ci;
+                v = X[e];
+#if FLIP && MASK
+                v = MASKED(v, Yout[e], alpha);
+#endif
+            }
+            As[akk][tid / TK + s * (TILE_THREADS / TK)] = v;
+        }
         for (int e = tid; e < TK * TN; e += TILE_THREADS) {
             const int kk = e / TN, c = e - kk * TN;
             const int kb = k0 + kk, n = n0 + c;
@@ -341,7 +617,6 @@ __kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const f
     }
 
     __global float* out = Y + split * M * COUT;
-    const bool addBias = hasBias && split == 0;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const int p = m0 + ty + i * (TM / 4);
@@ -349,7 +624,13 @@ __kernel void conv_fwd_tiled(__global const float* restrict Xp, __global const f
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int n = n0 + tx + j * (TN / 4);
-            if (n < COUT) out[p * COUT + n] = acc[i][j] + (addBias ? bias[n] : 0.0f);
+            if (n < COUT) {
+                float v = acc[i][j] + (hasBias ? bias[n] : 0.0f);
+#if ACT
+                v = LEAKY(v, alpha);
+#endif
+                out[p * COUT + n] = v;
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ public struct Conv2D {
         bias = Parameter(name: "\(name)/b", try Tensor.zeros([outChannels], on: device))
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.conv2d(weight.value, bias: bias.value) }
+    /// act(conv(x, weight) + bias), the activation fused into the convolution (one launch each way).
+    public func callAsFunction(_ x: Tensor, activation: Activation = .identity) throws -> Tensor {
+        try x.conv2d(weight.value, bias: bias.value, activation: activation)
+    }
 
     public var parameters: [Parameter] { [weight, bias] }
 }

@@ -33,9 +33,11 @@ extension Tensor {
         })
     }
 
-    /// Convolution of NHWC `self` with an HWIO filter `[k, k, cin, cout]`, stride 1, 'same' padding,
-    /// plus an optional bias `[cout]`.
-    public func conv2d(_ filter: Tensor, bias: Tensor? = nil) throws -> Tensor {
+    /// act(conv(self, filter) + bias): convolution of NHWC `self` with an HWIO filter `[k, k, cin, cout]`,
+    /// stride 1, 'same' padding, an optional bias `[cout]` and a fused activation. The backward rule is one
+    /// input-gradient op and one filter-gradient op (which also sums the bias gradient); both mask the
+    /// incoming gradient with act'(y) from the saved output y, so no separate activation gradient runs.
+    public func conv2d(_ filter: Tensor, bias: Tensor? = nil, activation: Activation = .identity) throws -> Tensor {
         guard rank == 4, filter.rank == 4, filter.shape[0] == filter.shape[1], filter.shape[2] == shape[3],
               [1, 3].contains(filter.shape[0]) else {
             throw DeviceError.invalidArgument("conv2d: input \(shape) (NHWC) and filter \(filter.shape) ([k, k, cin, cout], k 1 or 3) do not fit")
@@ -46,27 +48,35 @@ extension Tensor {
         let cs = ConvShape(batch: shape[0], height: shape[1], width: shape[2], inChannels: shape[3],
                            outChannels: filter.shape[3], kernel: filter.shape[0])
         let out = try Tensor.empty([cs.batch, cs.height, cs.width, cs.outChannels], on: device)
-        try device.run(.conv2d(x: buffer, w: filter.buffer, bias: bias?.buffer, y: out.buffer, shape: cs))
+        try device.run(.conv2d(x: buffer, w: filter.buffer, bias: bias?.buffer, y: out.buffer, shape: cs,
+                               activation: activation))
         let x = detached(), w = filter.detached(), dev = device
+        // The mask act'(y) is read from the output itself (only kept when there is an activation).
+        let saved: Tensor? = activation.isIdentity ? nil : out.detached()
         let hasBias = bias != nil
         var inputs = [self, filter]
         if let bias { inputs.append(bias) }
         return Tensor.result(out, "conv2d", inputs) { g, needed in
-            var grads: [Tensor?] = []
+            var dx: Tensor?
             if needed[0] {
-                let dx = try Tensor.empty(x.shape, on: dev)
-                try dev.run(.conv2dBackwardInput(dy: g.buffer, w: w.buffer, dx: dx.buffer, shape: cs))
-                grads.append(dx)
-            } else { grads.append(nil) }
-            if needed[1] {
-                let dw = try Tensor.empty(w.shape, on: dev)
-                try dev.run(.conv2dBackwardFilter(x: x.buffer, dy: g.buffer, dw: dw.buffer, shape: cs))
-                grads.append(dw)
-            } else { grads.append(nil) }
-            if hasBias {
-                grads.append(needed[2] ? try g.reduceSum(reduced: [true, true, true, false]).reshaped([cs.outChannels]) : nil)
+                let t = try Tensor.empty(x.shape, on: dev)
+                try dev.run(.conv2dBackwardInput(dy: g.buffer, w: w.buffer, dx: t.buffer, shape: cs,
+                                                 activation: activation, output: saved?.buffer))
+                dx = t
             }
-            return grads
+            // The parameter gradients: dw and (with a bias) db from one filter-gradient op.
+            let wantsBias = hasBias && needed[2]
+            var dw: Tensor?, db: Tensor?
+            if needed[1] || wantsBias {
+                let dwT = try Tensor.empty(w.shape, on: dev)
+                let dbT = wantsBias ? try Tensor.empty([cs.outChannels], on: dev) : nil
+                try dev.run(.conv2dBackwardFilter(x: x.buffer, dy: g.buffer, dw: dwT.buffer, db: dbT?.buffer,
+                                                  shape: cs, activation: activation, output: saved?.buffer,
+                                                  accumulate: false))
+                dw = needed[1] ? dwT : nil
+                db = dbT
+            }
+            return hasBias ? [dx, dw, db] : [dx, dw]
         }
     }
 

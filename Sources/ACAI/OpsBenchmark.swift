@@ -113,9 +113,12 @@ public enum OpsBenchmark {
                 let y = try Tensor.random([s.batch, s.height, s.width, s.outChannels], .normal, seed: 14, on: device)
                 let dx = try Tensor.empty(x.shape, on: device), dw = try Tensor.empty(w.shape, on: device)
                 let ops: [(String, Op)] = [
-                    ("conv fwd", .conv2d(x: x.buffer, w: w.buffer, bias: bias.buffer, y: y.buffer, shape: s)),
-                    ("conv dx", .conv2dBackwardInput(dy: y.buffer, w: w.buffer, dx: dx.buffer, shape: s)),
-                    ("conv dw", .conv2dBackwardFilter(x: x.buffer, dy: y.buffer, dw: dw.buffer, shape: s)),
+                    ("conv fwd", .conv2d(x: x.buffer, w: w.buffer, bias: bias.buffer, y: y.buffer, shape: s,
+                                                 activation: .identity)),
+                    ("conv dx", .conv2dBackwardInput(dy: y.buffer, w: w.buffer, dx: dx.buffer, shape: s,
+                                                             activation: .identity, output: nil)),
+                    ("conv dw", .conv2dBackwardFilter(x: x.buffer, dy: y.buffer, dw: dw.buffer, db: nil, shape: s,
+                                                              activation: .identity, output: nil, accumulate: false)),
                 ]
                 let same = blasGflops(s.batch * s.height * s.width, s.outChannels, s.kernel * s.kernel * s.inChannels)
                 for (name, op) in ops {

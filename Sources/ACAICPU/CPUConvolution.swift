@@ -45,49 +45,123 @@ struct CPUConvolution {
 
     // MARK: Ops
 
+    /// y = act(conv(x, w) + bias). The direct kernels apply the activation to each tile of output rows
+    /// right after it is stored (still in L1); the BLAS path folds it into its bias pass over y.
     func forward(x: UnsafePointer<Float>, w filter: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 y: UnsafeMutablePointer<Float>) throws {
+                 y: UnsafeMutablePointer<Float>, activation: Activation) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         if pixels == 0 || cout == 0 { return }
+        let slope: Float? = activation.isIdentity ? nil : activation.alpha
         if cin == 0 || usesBLAS {
-            try blasForward(x: x, filter: filter, bias: bias, y: y)
+            try blasForward(x: x, filter: filter, bias: bias, y: y, slope: slope)
             return
         }
-        try directProduct(input: x, inChannels: cin, outChannels: cout, bias: bias, output: y, filter: .hwio(filter))
+        try directProduct(input: x, inChannels: cin, outChannels: cout, bias: bias, output: y, filter: .hwio(filter),
+                          slope: slope)
     }
 
-    func backwardInput(dy: UnsafePointer<Float>, w filter: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) throws {
+    /// dx = input gradient of g = dy ⊙ act'(output).
+    func backwardInput(dy: UnsafePointer<Float>, w filter: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                       activation: Activation, output: UnsafePointer<Float>?) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         if pixels == 0 || cin == 0 { return }
         if cout == 0 {
             dx.update(repeating: 0, count: pixels * cin)
             return
         }
-        if usesBLAS {
-            try blasBackwardInput(dy: dy, filter: filter, dx: dx)
-            return
+        try withMaskedGradient(dy, activation: activation, output: output, db: nil, accumulate: false) { g in
+            if usesBLAS {
+                try blasBackwardInput(dy: g, filter: filter, dx: dx)
+                return
+            }
+            // dx is the 'same' convolution of g with the filter flipped in space and with in/out swapped.
+            try directProduct(input: g, inChannels: cout, outChannels: cin, bias: nil, output: dx,
+                              filter: .flippedTransposed(filter), slope: nil)
         }
-        // dx is the 'same' convolution of dy with the filter flipped in space and with in/out swapped.
-        try directProduct(input: dy, inChannels: cout, outChannels: cin, bias: nil, output: dx,
-                          filter: .flippedTransposed(filter))
     }
 
-    func backwardFilter(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>) throws {
+    /// dw (+)= filter gradient of (x, g) and db (+)= Σ_pixels g, with g = dy ⊙ act'(output).
+    func backwardFilter(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                        db: UnsafeMutablePointer<Float>?, activation: Activation, output: UnsafePointer<Float>?,
+                        accumulate: Bool) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         let count = k * k * cin * cout
-        if count == 0 { return }
         if pixels == 0 {
-            dw.update(repeating: 0, count: count)
+            // Empty sums: zero, or nothing to add.
+            if !accumulate {
+                dw.update(repeating: 0, count: count)
+                db?.update(repeating: 0, count: cout)
+            }
             return
         }
-        if usesBLAS {
-            try blasBackwardFilter(x: x, dy: dy, dw: dw)
-            return
+        try withMaskedGradient(dy, activation: activation, output: output, db: db, accumulate: accumulate) { g in
+            if count == 0 { return }
+            if usesBLAS {
+                try blasBackwardFilter(x: x, dy: g, dw: dw, accumulate: accumulate)
+            } else if cout <= ConvolutionLimits.narrowChannels {
+                try narrowFilterGradient(x: x, dy: g, dw: dw, accumulate: accumulate)
+            } else {
+                try directFilterGradient(x: x, dy: g, dw: dw, accumulate: accumulate)
+            }
         }
-        if cout <= ConvolutionLimits.narrowChannels {
-            try narrowFilterGradient(x: x, dy: dy, dw: dw)
-        } else {
-            try directFilterGradient(x: x, dy: dy, dw: dw)
+    }
+
+    // MARK: Fused activation
+
+    /// Leaky ReLU in place on `rows` rows of `lanes` floats, `stride` apart (a tile just stored).
+    @inline(__always)
+    private func leakyRows(_ out: UnsafeMutablePointer<Float>, rows: Int, stride: Int, lanes: Int, alpha: Float) {
+        for r in 0..<rows {
+            let row = out + r * stride
+            for c in 0..<lanes {
+                let v = row[c]
+                row[c] = v > 0 ? v : alpha * v
+            }
+        }
+    }
+
+    /// Runs `body` with g = dy ⊙ act'(output) (dy itself for the identity), and meanwhile sets db (+)= Σ_p g[p, :].
+    /// Both come from one pass over dy in fixed pixel chunks whose column sums are added in chunk order, so db
+    /// does not depend on the thread count.
+    private func withMaskedGradient(_ dy: UnsafePointer<Float>, activation: Activation, output: UnsafePointer<Float>?,
+                                    db: UnsafeMutablePointer<Float>?, accumulate: Bool,
+                                    _ body: (UnsafePointer<Float>) throws -> Void) throws {
+        let cout = shape.outChannels
+        let masked = !activation.isIdentity
+        if !masked && db == nil { return try body(dy) }
+        precondition(!masked || output != nil, "a masked convolution gradient needs the saved output")
+        let alpha = activation.alpha
+        let chunk = ConvolutionLimits.filterChunkPixels
+        let chunks = (pixels + chunk - 1) / chunk
+        let partialCount = db == nil ? 0 : chunks * cout
+        try scratch.withFloats((masked ? pixels * cout : 0) + partialCount) { floats in
+            let g = masked ? UnsafePointer(floats) : dy
+            let partial = floats + (masked ? pixels * cout : 0)
+            parallel.forEach(chunks) { c in
+                let first = c * chunk, last = min(pixels, first + chunk)
+                if masked {
+                    let src = dy + first * cout, y = output! + first * cout, dst = floats + first * cout
+                    for e in 0..<((last - first) * cout) { dst[e] = y[e] > 0 ? src[e] : alpha * src[e] }
+                }
+                if db != nil {
+                    let sums = partial + c * cout
+                    sums.update(repeating: 0, count: cout)
+                    for p in first..<last {
+                        let row = g + p * cout
+                        for co in 0..<cout { sums[co] += row[co] }
+                    }
+                }
+            }
+            if let db {
+                for co in 0..<cout {
+                    var total: Float = accumulate ? db[co] : 0
+                    var s: Float = 0
+                    for c in 0..<chunks { s += partial[c * cout + co] }
+                    total += s
+                    db[co] = total
+                }
+            }
+            try body(g)
         }
     }
 
@@ -157,12 +231,13 @@ struct CPUConvolution {
 
     /// out[p, co] = bias[co] + Σ_kk input-window(p)[kk] · weight(kk, co), the shared engine of the
     /// forward pass and the input gradient.
+    /// `slope`: the leaky ReLU applied to each tile right after it is stored (nil: none).
     private func directProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               filter: FilterLayout) throws {
+                               filter: FilterLayout, slope: Float?) throws {
         if cout <= ConvolutionLimits.narrowChannels {
             try narrowProduct(input: input, inChannels: cin, outChannels: cout, bias: bias, output: output,
-                              filter: filter)
+                              filter: filter, slope: slope)
             return
         }
         let kk = k * k * cin
@@ -210,8 +285,13 @@ struct CPUConvolution {
                         let lanes = min(block.width, cout - block.start)
                         var p = first
                         while p < last {
+                            let rows = min(tile.rows, last - p)
                             ConvTiles.forward(tile, xp, b + (p - first), geometry, blockWeights, biasVector,
-                                              output + p * cout + block.start, min(tile.rows, last - p), lanes)
+                                              output + p * cout + block.start, rows, lanes)
+                            if let slope {
+                                leakyRows(output + p * cout + block.start, rows: rows, stride: cout, lanes: lanes,
+                                          alpha: slope)
+                            }
                             p += tile.rows
                         }
                     }
@@ -236,7 +316,7 @@ struct CPUConvolution {
     /// the contiguous k·cin inputs of a kernel row, four outputs sharing each input load.
     private func narrowProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               filter: FilterLayout) throws {
+                               filter: FilterLayout, slope: Float?) throws {
         let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
         // transposed[co][row] = weight(row, co), zero rows past `cout`.
         try scratch.withFloats(lanes * kk) { transposed in
@@ -285,6 +365,7 @@ struct CPUConvolution {
                             if cout > 1 { out[1] = b1 + (horizontalSum(a1) + t1) }
                             if cout > 2 { out[2] = b2 + (horizontalSum(a2) + t2) }
                             if cout > 3 { out[3] = b3 + (horizontalSum(a3) + t3) }
+                            if let slope { leakyRows(out, rows: 1, stride: cout, lanes: cout, alpha: slope) }
                         }
                     }
                 }
@@ -334,7 +415,7 @@ struct CPUConvolution {
 
     /// dw[kh, q, co] = Σ_p padded-x[base(p) + kh·rowStride + q] · dy[p, co], q = kw·cin + ci.
     private func directFilterGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                      dw: UnsafeMutablePointer<Float>) throws {
+                                      dw: UnsafeMutablePointer<Float>, accumulate: Bool) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         let segment = k * cin, kk = k * segment
         let tuning = ConvTuning.shared
@@ -402,15 +483,21 @@ struct CPUConvolution {
                         }
                     }
                 }
-                // dw = Σ_g partial[g] (in order), dropping the padding lanes.
+                // dw (+)= Σ_g partial[g] (in order), dropping the padding lanes.
                 parallel.chunks(kk, serialLimit: max(1, Parallel.serialLimit / max(padded * groups, 1)), align: 1) { range in
                     for row in range {
                         let dst = dw + row * cout
                         let src = partial + row * padded
-                        dst.update(from: src, count: cout)
-                        for g in 1..<max(groups, 1) {
-                            let s = src + g * kk * padded
-                            for c in 0..<cout { dst[c] += s[c] }
+                        if groups > 1 {
+                            for g in 1..<groups {
+                                let s = src + g * kk * padded
+                                for c in 0..<cout { src[c] += s[c] }
+                            }
+                        }
+                        if accumulate {
+                            for c in 0..<cout { dst[c] += src[c] }
+                        } else {
+                            dst.update(from: src, count: cout)
                         }
                     }
                 }
@@ -423,7 +510,7 @@ struct CPUConvolution {
     /// (a shape-determined count); each sums its chunks into every product, and the groups' partial sums
     /// are added in order.
     private func narrowFilterGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                      dw: UnsafeMutablePointer<Float>) throws {
+                                      dw: UnsafeMutablePointer<Float>, accumulate: Bool) throws {
         let cin = shape.inChannels, cout = shape.outChannels
         let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
         let chunk = ConvolutionLimits.filterChunkPixels
@@ -461,7 +548,7 @@ struct CPUConvolution {
                     for c in 0..<cout {
                         var s = partial[row * lanes + c]
                         for g in 1..<max(groups, 1) { s += partial[(g * kk + row) * lanes + c] }
-                        dw[row * cout + c] = s
+                        dw[row * cout + c] = accumulate ? dw[row * cout + c] + s : s
                     }
                 }
             }
@@ -543,10 +630,15 @@ struct CPUConvolution {
     }
 
     private func blasForward(x: UnsafePointer<Float>, filter: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                             y: UnsafeMutablePointer<Float>) throws {
+                             y: UnsafeMutablePointer<Float>, slope: Float?) throws {
         let cin = shape.inChannels, cout = shape.outChannels, kk = k * k * cin
         if kk == 0 {
-            for p in 0..<pixels { for c in 0..<cout { y[p * cout + c] = bias?[c] ?? 0 } }
+            for p in 0..<pixels {
+                for c in 0..<cout {
+                    let v = bias?[c] ?? 0
+                    y[p * cout + c] = slope.map { v > 0 ? v : $0 * v } ?? v
+                }
+            }
             return
         }
         if k == 1 {
@@ -563,11 +655,13 @@ struct CPUConvolution {
                 }
             }
         }
-        if let bias {
+        // The epilogue: one pass over y for the bias and the activation together.
+        if bias != nil || slope != nil {
             parallel.chunks(pixels, serialLimit: max(1, Parallel.serialLimit / cout), align: 1) { range in
                 for p in range {
                     let row = y + p * cout
-                    for c in 0..<cout { row[c] += bias[c] }
+                    if let bias { for c in 0..<cout { row[c] += bias[c] } }
+                    if let slope { leakyRows(row, rows: 1, stride: cout, lanes: cout, alpha: slope) }
                 }
             }
         }
@@ -614,11 +708,11 @@ struct CPUConvolution {
     }
 
     private func blasBackwardFilter(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                    dw: UnsafeMutablePointer<Float>) throws {
+                                    dw: UnsafeMutablePointer<Float>, accumulate: Bool) throws {
         let cin = shape.inChannels, cout = shape.outChannels, kk = k * k * cin
         if k == 1 {
-            // dW = xᵀ · dy.
-            CPUGemm.sgemm(x, dy, dw, m: cin, n: cout, k: pixels, transA: true)
+            // dW (+)= xᵀ · dy.
+            CPUGemm.sgemm(x, dy, dw, m: cin, n: cout, k: pixels, transA: true, beta: accumulate ? 1 : 0)
             return
         }
         let per = imagesPerTile(columns: kk)
@@ -629,7 +723,7 @@ struct CPUConvolution {
                 im2col(x, channels: cin, images: images, into: col)
                 // dW (+)= colᵀ · dy, accumulating over tiles.
                 CPUGemm.sgemm(col, dy + b * h * w * cout, dw, m: kk, n: cout, k: images.count * h * w,
-                              transA: true, beta: b == 0 ? 0 : 1)
+                              transA: true, beta: b == 0 && !accumulate ? 0 : 1)
                 b = images.upperBound
             }
         }

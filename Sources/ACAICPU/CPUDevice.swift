@@ -150,12 +150,17 @@ public final class CPUDevice: Device, @unchecked Sendable {
                                 parallel)
         case let .gemm(a, b, c, shape):
             CPUGemm.gemm(a.floats, b.floats, c.floats, shape)
-        case let .conv2d(x, w, bias, y, shape):
-            try convolution(shape).forward(x: x.floats, w: w.floats, bias: bias?.floats, y: y.floats)
-        case let .conv2dBackwardInput(dy, w, dx, shape):
-            try convolution(shape).backwardInput(dy: dy.floats, w: w.floats, dx: dx.floats)
-        case let .conv2dBackwardFilter(x, dy, dw, shape):
-            try convolution(shape).backwardFilter(x: x.floats, dy: dy.floats, dw: dw.floats)
+        case let .conv2d(x, w, bias, y, shape, activation):
+            try convolution(shape).forward(x: x.floats, w: w.floats, bias: bias?.floats, y: y.floats,
+                                           activation: activation)
+        case let .conv2dBackwardInput(dy, w, dx, shape, activation, output):
+            try convolution(shape).backwardInput(dy: dy.floats, w: w.floats, dx: dx.floats, activation: activation,
+                                                 output: output.map { UnsafePointer($0.floats) })
+        case let .conv2dBackwardFilter(x, dy, dw, db, shape, activation, output, accumulate):
+            try convolution(shape).backwardFilter(x: x.floats, dy: dy.floats, dw: dw.floats, db: db?.floats,
+                                                  activation: activation,
+                                                  output: output.map { UnsafePointer($0.floats) },
+                                                  accumulate: accumulate)
         case let .avgPool2x2(x, y, shape):
             CPUPool.avgPool(x.floats, y.floats, shape, parallel)
         case let .avgPool2x2Backward(dy, dx, shape):

@@ -23,13 +23,16 @@ public enum Op {
     /// C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n, C m×n, all row-major and dense.
     /// A is stored k×m when transA, B is stored n×k when transB. beta = 0 ignores C's old contents.
     case gemm(a: DeviceBuffer, b: DeviceBuffer, c: DeviceBuffer, shape: GemmShape)
-    /// 2-D convolution, stride 1, 'same' zero padding: y = conv(x, w) + bias.
+    /// 2-D convolution, stride 1, 'same' zero padding done inside the kernel: y = act(conv(x, w) + bias).
     /// x: [n, h, w, cin], w: [k, k, cin, cout], bias: [cout] or nil, y: [n, h, w, cout].
-    case conv2d(x: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer, shape: ConvShape)
-    /// dx = gradient of conv2d with respect to x, given dy.
-    case conv2dBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape: ConvShape)
-    /// dw = gradient of conv2d with respect to w, given x and dy. (The bias gradient is a reduceSum.)
-    case conv2dBackwardFilter(x: DeviceBuffer, dy: DeviceBuffer, dw: DeviceBuffer, shape: ConvShape)
+    case conv2d(x: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer, shape: ConvShape, activation: Activation)
+    /// dx = conv2d input-gradient of (dy ⊙ act'(output)), where `output` is the saved forward output y of this
+    /// layer (required unless activation is .identity; act' from its sign: 1 where y > 0, alpha elsewhere).
+    case conv2dBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape: ConvShape, activation: Activation, output: DeviceBuffer?)
+    /// With g = dy ⊙ act'(output): dw = conv2d filter-gradient of (x, g) and, when `db` is given, db = Σ_{n,h,w} g,
+    /// in the same kernel(s). accumulate: dw += …, db += … instead of overwriting (a parameter used twice, or
+    /// gradients summed into a flat gradient buffer).
+    case conv2dBackwardFilter(x: DeviceBuffer, dy: DeviceBuffer, dw: DeviceBuffer, db: DeviceBuffer?, shape: ConvShape, activation: Activation, output: DeviceBuffer?, accumulate: Bool)
     /// y[n, i, j, c] = mean of x over the 2×2 window at (2i, 2j). x: [n, 2h, 2w, c] → y: [n, h, w, c]
     /// with `shape` describing x (h and w even).
     case avgPool2x2(x: DeviceBuffer, y: DeviceBuffer, shape: ImageShape)
@@ -82,6 +85,24 @@ public struct RowRange: Sendable, Equatable {
     public init(rows: Int, columns: Int, start: Int, count: Int) {
         self.rows = rows; self.columns = columns; self.start = start; self.count = count
     }
+}
+
+/// The activation fused into a convolution's epilogue (forward) and prologue (backward).
+public enum Activation: Sendable, Equatable { case identity; case leakyRelu(alpha: Float) }
+
+extension Activation {
+    /// The leaky ReLU slope for negative inputs: 1 for identity (so act'(y) = 1 everywhere).
+    public var alpha: Float {
+        switch self {
+        case .identity: return 1
+        case let .leakyRelu(alpha): return alpha
+        }
+    }
+
+    public var isIdentity: Bool { self == .identity }
+
+    /// A short tag for profile names: "" or "_lrelu".
+    public var nameSuffix: String { isIdentity ? "" : "_lrelu" }
 }
 
 public enum UnaryFunction: String, CaseIterable, Sendable {
@@ -260,9 +281,10 @@ extension Op {
         case .reduceSum: return "reduce_sum"
         case let .argReduce(_, _, _, _, _, findMax): return findMax ? "argmax" : "argmin"
         case .gemm: return "gemm"
-        case let .conv2d(_, _, _, _, s): return "conv2d_\(s.kernel)x\(s.kernel)"
-        case let .conv2dBackwardInput(_, _, _, s): return "conv2d_\(s.kernel)x\(s.kernel)_dx"
-        case let .conv2dBackwardFilter(_, _, _, s): return "conv2d_\(s.kernel)x\(s.kernel)_dw"
+        case let .conv2d(_, _, _, _, s, act): return "conv2d_\(s.kernel)x\(s.kernel)\(act.nameSuffix)"
+        case let .conv2dBackwardInput(_, _, _, s, act, _): return "conv2d_\(s.kernel)x\(s.kernel)\(act.nameSuffix)_dx"
+        case let .conv2dBackwardFilter(_, _, _, db, s, act, _, _):
+            return "conv2d_\(s.kernel)x\(s.kernel)\(act.nameSuffix)_dw\(db == nil ? "" : "_db")"
         case .avgPool2x2: return "avgpool2x2"
         case .avgPool2x2Backward: return "avgpool2x2_backward"
         case .upsample2x: return "upsample2x"
@@ -289,7 +311,8 @@ extension Op {
     public var flops: Double {
         switch self {
         case let .gemm(_, _, _, s): return 2 * Double(s.m) * Double(s.n) * Double(s.k)
-        case let .conv2d(_, _, _, _, s), let .conv2dBackwardInput(_, _, _, s), let .conv2dBackwardFilter(_, _, _, s):
+        case let .conv2d(_, _, _, _, s, _), let .conv2dBackwardInput(_, _, _, s, _, _),
+             let .conv2dBackwardFilter(_, _, _, _, s, _, _, _):
             return s.flops
         default: return 0
         }
@@ -305,9 +328,13 @@ extension Op {
         case let .reduceSum(x, out, _): return f * Double(x.count + out.count)
         case let .argReduce(x, out, _, _, _, _): return f * Double(x.count + out.count)
         case let .gemm(a, b, c, s): return f * Double(a.count + b.count + c.count * (s.beta == 0 ? 1 : 2))
-        case let .conv2d(x, w, bias, y, _): return f * Double(x.count + w.count + (bias?.count ?? 0) + y.count)
-        case let .conv2dBackwardInput(dy, w, dx, _): return f * Double(dy.count + w.count + dx.count)
-        case let .conv2dBackwardFilter(x, dy, dw, _): return f * Double(x.count + dy.count + dw.count)
+        case let .conv2d(x, w, bias, y, _, _): return f * Double(x.count + w.count + (bias?.count ?? 0) + y.count)
+        case let .conv2dBackwardInput(dy, w, dx, _, _, output):
+            return f * Double(dy.count + w.count + dx.count + (output?.count ?? 0))
+        case let .conv2dBackwardFilter(x, dy, dw, db, _, _, output, accumulate):
+            // Accumulating reads the old dw and db as well as writing them.
+            let gradients = (dw.count + (db?.count ?? 0)) * (accumulate ? 2 : 1)
+            return f * Double(x.count + dy.count + (output?.count ?? 0) + gradients)
         case let .avgPool2x2(x, y, _), let .upsample2x(x, y, _): return f * Double(x.count + y.count)
         case let .avgPool2x2Backward(dy, dx, _), let .upsample2xBackward(dy, dx, _): return f * Double(dy.count + dx.count)
         case let .copyAxisRange(_, _, outer, _, _, inner, _, _, length): return 2 * f * Double(outer * inner * length)
@@ -334,9 +361,10 @@ extension Op {
         case let .reduceSum(x, out, _): return [x, out]
         case let .argReduce(x, out, _, _, _, _): return [x, out]
         case let .gemm(a, b, c, _): return [a, b, c]
-        case let .conv2d(x, w, bias, y, _): return [x, w, y] + (bias.map { [$0] } ?? [])
-        case let .conv2dBackwardInput(dy, w, dx, _): return [dy, w, dx]
-        case let .conv2dBackwardFilter(x, dy, dw, _): return [x, dy, dw]
+        case let .conv2d(x, w, bias, y, _, _): return [x, w, y] + (bias.map { [$0] } ?? [])
+        case let .conv2dBackwardInput(dy, w, dx, _, _, output): return [dy, w, dx] + (output.map { [$0] } ?? [])
+        case let .conv2dBackwardFilter(x, dy, dw, db, _, _, output, _):
+            return [x, dy, dw] + (db.map { [$0] } ?? []) + (output.map { [$0] } ?? [])
         case let .avgPool2x2(x, y, _), let .upsample2x(x, y, _): return [x, y]
         case let .avgPool2x2Backward(dy, dx, _), let .upsample2xBackward(dy, dx, _): return [dy, dx]
         case let .copyAxisRange(src, dst, _, _, _, _, _, _, _): return [src, dst]

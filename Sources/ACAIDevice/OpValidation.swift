@@ -35,6 +35,22 @@ extension Op {
                 throw fail("rows \(r.start)..<\(r.start + r.count) of \(r.rows) rows of \(r.columns) columns: expected at least one row and one column, inside the buffer")
             }
         }
+        /// A fused activation's slope must be a finite number.
+        func slope(_ activation: Activation) throws {
+            if case let .leakyRelu(alpha) = activation, !alpha.isFinite {
+                throw fail("leaky ReLU alpha is \(alpha), expected a finite number")
+            }
+        }
+        /// The saved forward output a backward pass masks with: required (and y-sized) iff the activation
+        /// is not the identity.
+        func savedOutput(_ activation: Activation, _ output: DeviceBuffer?, _ count: Int) throws {
+            switch (activation, output) {
+            case (.identity, nil): return
+            case (.identity, .some): throw fail("output given with the identity activation (nothing to mask)")
+            case (.leakyRelu, nil): throw fail("output (the saved forward y) is required with a leaky ReLU")
+            case let (.leakyRelu, .some(output)): try exact(output, "output", count)
+            }
+        }
         /// One past the largest element a strided view reads (0 for an empty view).
         func extent(_ shape: [Int], _ strides: [Int]) -> Int {
             if shape.contains(0) { return 0 }
@@ -67,25 +83,31 @@ extension Op {
             try atLeast(a, "a", s.m * s.k)
             try atLeast(b, "b", s.k * s.n)
             try atLeast(c, "c", s.m * s.n)
-        case let .conv2d(x, w, bias, y, s):
+        case let .conv2d(x, w, bias, y, s, activation):
             try conv(s)
+            try slope(activation)
             let pixels = s.batch * s.height * s.width
             try exact(x, "x", pixels * s.inChannels)
             try exact(w, "w", s.kernel * s.kernel * s.inChannels * s.outChannels)
             if let bias { try exact(bias, "bias", s.outChannels) }
             try exact(y, "y", pixels * s.outChannels)
-        case let .conv2dBackwardInput(dy, w, dx, s):
+        case let .conv2dBackwardInput(dy, w, dx, s, activation, output):
             try conv(s)
+            try slope(activation)
             let pixels = s.batch * s.height * s.width
             try exact(dy, "dy", pixels * s.outChannels)
             try exact(w, "w", s.kernel * s.kernel * s.inChannels * s.outChannels)
             try exact(dx, "dx", pixels * s.inChannels)
-        case let .conv2dBackwardFilter(x, dy, dw, s):
+            try savedOutput(activation, output, pixels * s.outChannels)
+        case let .conv2dBackwardFilter(x, dy, dw, db, s, activation, output, _):
             try conv(s)
+            try slope(activation)
             let pixels = s.batch * s.height * s.width
             try exact(x, "x", pixels * s.inChannels)
             try exact(dy, "dy", pixels * s.outChannels)
             try exact(dw, "dw", s.kernel * s.kernel * s.inChannels * s.outChannels)
+            if let db { try exact(db, "db", s.outChannels) }
+            try savedOutput(activation, output, pixels * s.outChannels)
         case let .avgPool2x2(x, y, s):
             try image(s)
             guard s.height % 2 == 0, s.width % 2 == 0 else {

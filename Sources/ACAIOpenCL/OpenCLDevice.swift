@@ -293,27 +293,32 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         case let .gemm(a, b, c, shape):
             try gemm(a: a, b: b, c: c, shape: shape, name: name, op: op)
 
-        case let .conv2d(x, w, bias, y, shape):
+        case let .conv2d(x, w, bias, y, shape, activation):
             try checkConv(shape, name)
             try need(x, shape.batch * shape.height * shape.width * shape.inChannels, "x", name)
             try need(w, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "w", name)
             try need(y, shape.batch * shape.height * shape.width * shape.outChannels, "y", name)
             if let bias { try need(bias, shape.outChannels, "bias", name) }
-            try convForward(x: x, w: w, bias: bias, y: y, shape: shape, name: name, op: op)
+            try convForward(x: x, w: w, bias: bias, y: y, shape: shape, activation: activation, name: name, op: op)
 
-        case let .conv2dBackwardInput(dy, w, dx, shape):
+        case let .conv2dBackwardInput(dy, w, dx, shape, activation, output):
             try checkConv(shape, name)
             try need(dy, shape.batch * shape.height * shape.width * shape.outChannels, "dy", name)
             try need(w, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "w", name)
             try need(dx, shape.batch * shape.height * shape.width * shape.inChannels, "dx", name)
-            try convBackwardInput(dy: dy, w: w, dx: dx, shape: shape, name: name, op: op)
+            if let output { try need(output, shape.batch * shape.height * shape.width * shape.outChannels, "output", name) }
+            try convBackwardInput(dy: dy, w: w, dx: dx, shape: shape, activation: activation, output: output,
+                                  name: name, op: op)
 
-        case let .conv2dBackwardFilter(x, dy, dw, shape):
+        case let .conv2dBackwardFilter(x, dy, dw, db, shape, activation, output, accumulate):
             try checkConv(shape, name)
             try need(x, shape.batch * shape.height * shape.width * shape.inChannels, "x", name)
             try need(dy, shape.batch * shape.height * shape.width * shape.outChannels, "dy", name)
             try need(dw, shape.kernel * shape.kernel * shape.inChannels * shape.outChannels, "dw", name)
-            try convBackwardFilter(x: x, dy: dy, dw: dw, shape: shape, name: name, op: op)
+            if let db { try need(db, shape.outChannels, "db", name) }
+            if let output { try need(output, shape.batch * shape.height * shape.width * shape.outChannels, "output", name) }
+            try convBackwardFilter(x: x, dy: dy, dw: dw, db: db, shape: shape, activation: activation, output: output,
+                                   accumulate: accumulate, name: name, op: op)
 
         case let .avgPool2x2(x, y, shape):
             try need(x, shape.count, "x", name)
@@ -665,38 +670,22 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
     }
 
-    /// The input with `pad` zeros around each image (the input itself when pad is 0).
-    private func padded(_ x: DeviceBuffer, batch: Int, height: Int, width: Int, channels: Int, pad: Int,
-                        name: String) throws -> DeviceBuffer {
-        if pad == 0 { return x }
-        let hp = height + 2 * pad, wp = width + 2 * pad
-        let out = try scratch(batch * hp * wp * channels)
-        if batch * hp * wp * channels == 0 { return out }
-        // CPU devices copy whole rows per work-item, GPUs one float per work-item (see conv.cl).
-        let rowLength = wp * channels
-        let serial = currentTuning.serialWorkItems
-        let length = serial ? rowLength : 1
-        try launch("conv.cl", "pad_nhwc", global: [(rowLength + length - 1) / length, batch * hp],
-                   local: serial ? [1, 4] : nil,
-                   args: [.buffer(x), .buffer(out), .int(batch), .int(height), .int(width), .int(channels), .int(pad),
-                          .int(length)],
-                   name: name + "_pad", bytes: Double((batch * height * width + batch * hp * wp) * channels * 4))
-        return out
-    }
-
     private static func vectorWidth(dividing n: Int) -> Int {
         for width in [16, 8, 4, 2] where n % width == 0 { return width }
         return 1
     }
 
+    /// y = act(conv(x, w) + bias) in one launch where the channels fill whole vector blocks (conv.cl reads the
+    /// unpadded input and the HWIO filter in place; bias and activation are the kernels' epilogue). Leftover
+    /// output channels take a second, direct kernel.
     private func convForward(x: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer,
-                             shape s: ConvShape, name: String, op: Op) throws {
+                             shape s: ConvShape, activation: Activation, name: String, op: Op) throws {
         let pixels = s.batch * s.height * s.width
         if pixels == 0 || s.outChannels == 0 { return }
         let k = s.kernel
-        let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
-                            pad: s.pad, name: name)
-        if try convTiled(xp: xp, w: w, bias: bias, y: y, shape: s, flipped: false, name: name, op: op) { return }
+        let act = activation.isIdentity ? 0 : 1
+        if try convTiled(input: x, w: w, bias: bias, output: nil, y: y, shape: s, flipped: false,
+                         activation: activation, name: name, op: op) { return }
         let (preferredRows, width, vectors, covered) = blockShape(s.outChannels)
         let rows = Self.blockRows(preferredRows, total: pixels)
         let hasBias: Int = bias == nil ? 0 : 1
@@ -706,41 +695,41 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         if covered > 0 {
             let blocks = covered / (width * vectors)
             let share = Double(covered) / Double(s.outChannels)
-            try launch("conv.cl", "conv_fwd_blocked", options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors)",
+            try launch("conv.cl", "conv_fwd_blocked",
+                       options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DACT=\(act)",
                        global: [blocks, (pixels + rows - 1) / rows], local: blockedLocal(columnBlocks: blocks),
-                       args: [.buffer(xp), .buffer(w), biasArg, .buffer(y)] + dims + [.int(hasBias)],
+                       args: [.buffer(x), .buffer(w), biasArg, .buffer(y)] + dims
+                           + [.int(hasBias), .float(activation.alpha)],
                        name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
                        bytes: op.bytes * share)
         }
         if covered < s.outChannels {
-            let taps = k * k * s.inChannels
-            let wt = try scratch(taps * s.outChannels)
-            try transpose(w, rows: taps, columns: s.outChannels, into: wt, name: name + "_transpose_w")
-            let vc = Self.vectorWidth(dividing: s.inChannels)
             let share = Double(s.outChannels - covered) / Double(s.outChannels)
-            try launch("conv.cl", "conv_fwd_direct", options: "-DKS=\(k) -DVC=\(vc)",
+            // The filter's stride along ci (cout) is a build option, so one output channel reads vectors.
+            let vc = Self.vectorWidth(dividing: s.inChannels)
+            try launch("conv.cl", "conv_fwd_direct", options: "-DKS=\(k) -DACT=\(act) -DVC=\(vc) -DWS=\(s.outChannels)",
                        global: [s.outChannels - covered, s.batch * s.height],
-                       args: [.buffer(xp), .buffer(wt), biasArg, .buffer(y)] + dims + [.int(covered), .int(hasBias)],
+                       args: [.buffer(x), .buffer(w), biasArg, .buffer(y), .int(s.batch), .int(s.height),
+                              .int(s.width), .int(s.inChannels), .int(covered), .int(hasBias),
+                              .float(activation.alpha)],
                        name: "\(name)_direct_v\(vc)", flops: op.flops * share, bytes: op.bytes * share)
         }
     }
 
-    /// The convolution of the padded input `xp` as a local-memory tiled product (`conv_fwd_tiled`), when the
-    /// tuning asks for it and the device runs work-groups of the tile's size; false when it did not run.
-    /// `flipped`: `w` is the forward filter of the convolution whose input gradient this is (see conv.cl).
-    private func convTiled(xp: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, y: DeviceBuffer,
-                           shape s: ConvShape, flipped: Bool, name: String, op: Op) throws -> Bool {
+    /// The convolution of `input` as a local-memory tiled product (`conv_fwd_tiled`), when the tuning asks for
+    /// it and the device runs work-groups of the tile's size; false when it did not run.
+    /// `flipped`: this is the input gradient (`input` is dy, masked by act'(`output`) unless the activation is
+    /// the identity; `w` the forward filter; `s` the swapped shape); otherwise the forward pass with its
+    /// bias and activation.
+    private func convTiled(input: DeviceBuffer, w: DeviceBuffer, bias: DeviceBuffer?, output: DeviceBuffer?,
+                           y: DeviceBuffer, shape s: ConvShape, flipped: Bool, activation: Activation,
+                           name: String, op: Op) throws -> Bool {
         guard currentTuning.localTiles else { return false }
         let pixels = s.batch * s.height * s.width
         if pixels == 0 || s.outChannels == 0 { return true }  // nothing to write
         let tileRows = 64
         let tileColumns = s.outChannels <= 16 ? 16 : s.outChannels <= 32 ? 32 : 64
         let group = [tileColumns / 4, tileRows / 4]
-        let options = "-DKS=\(s.kernel) -DTM=\(tileRows) -DTN=\(tileColumns) -DFLIP=\(flipped ? 1 : 0)"
-        let kernel = try programs.kernel(file: "conv.cl", name: "conv_fwd_tiled", options: options)
-        guard min(kernel.maxWorkGroupSize, info.maxWorkGroupSize) >= group[0] * group[1],
-              info.maxWorkItemSizes.count >= 2, info.maxWorkItemSizes[0] >= group[0],
-              info.maxWorkItemSizes[1] >= group[1] else { return false }
         let columnTiles = (s.outChannels + tileColumns - 1) / tileColumns
         let rowTiles = (pixels + tileRows - 1) / tileRows
         // Few tiles with long sums (deep layers on small images): split K so that every compute unit gets
@@ -750,103 +739,161 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         var splits = min((2 * info.computeUnits + tiles - 1) / tiles, max(depth / 64, 1))
         let slice = ((depth + splits - 1) / max(splits, 1) + 15) / 16 * 16
         splits = depth == 0 ? 1 : (depth + slice - 1) / slice
+        // The forward epilogue (bias, activation) runs in the tile kernel for one slice, else in the pass
+        // that adds the slices up; the input gradient's mask is applied as dy is loaded.
+        let epilogue = !flipped && !activation.isIdentity
+        let mask = flipped && !activation.isIdentity
+        let options = "-DKS=\(s.kernel) -DTM=\(tileRows) -DTN=\(tileColumns) -DFLIP=\(flipped ? 1 : 0)"
+            + " -DACT=\(epilogue && splits == 1 ? 1 : 0) -DMASK=\(mask ? 1 : 0)"
+        let kernel = try programs.kernel(file: "conv.cl", name: "conv_fwd_tiled", options: options)
+        guard min(kernel.maxWorkGroupSize, info.maxWorkGroupSize) >= group[0] * group[1],
+              info.maxWorkItemSizes.count >= 2, info.maxWorkItemSizes[0] >= group[0],
+              info.maxWorkItemSizes[1] >= group[1] else { return false }
         let target = try splits == 1 ? y : scratch(splits * pixels * s.outChannels)
+        let hasBias = bias != nil && splits == 1
         try launch("conv.cl", "conv_fwd_tiled", options: options,
                    global: [columnTiles * group[0], rowTiles * group[1], splits], local: group + [1],
-                   args: [.buffer(xp), .buffer(w), .buffer(bias ?? y), .buffer(target), .int(s.batch),
-                          .int(s.height), .int(s.width), .int(s.inChannels), .int(s.outChannels),
-                          .int(bias == nil ? 0 : 1), .int(splits == 1 ? max(depth, 1) : slice)],
+                   args: [.buffer(input), .buffer(w), .buffer(bias ?? y), .buffer(output ?? input), .buffer(target),
+                          .int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.outChannels),
+                          .int(hasBias ? 1 : 0), .int(splits == 1 ? max(depth, 1) : slice),
+                          .float(activation.alpha)],
                    name: "\(name)_tiled_\(tileRows)x\(tileColumns)\(splits > 1 ? "_split" : "")", op: op)
         if splits > 1 {
             let total = pixels * s.outChannels
-            try reducePass(x: target, out: y, outputs: total, kept: [(total, 1)], outerReduced: [],
-                           inner: (splits, total), name: name + "_splits", bytes: 0)
+            try launch("conv.cl", "conv_sum_slices", options: "-DACT=\(epilogue ? 1 : 0)", global: [total],
+                       args: [.buffer(target), .buffer(bias ?? y), .buffer(y), .int(total), .int(s.outChannels),
+                              .int(splits), .int(bias == nil ? 0 : 1), .float(activation.alpha)],
+                       name: name + "_splits", bytes: Double((splits + 1) * total * MemoryLayout<Float>.stride))
         }
         return true
     }
 
+    /// dx = input gradient of dy ⊙ act'(output): on GPUs the tiled kernel with the filter read flipped in
+    /// place; otherwise one `conv_dx_nt` launch (dot products along co, contiguous in dy and the filter), or
+    /// `conv_dx_narrow` for fewer than 4 output channels.
     private func convBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape s: ConvShape,
-                                   name: String, op: Op) throws {
-        let k = s.kernel
-        let count = k * k * s.inChannels * s.outChannels
+                                   activation: Activation, output: DeviceBuffer?, name: String, op: Op) throws {
+        let pixels = s.batch * s.height * s.width
+        if pixels == 0 || s.inChannels == 0 { return }
+        if s.outChannels == 0 {
+            try launchVector("elementwise.cl", "fill", count: pixels * s.inChannels,
+                             args: [.buffer(dx), .int(pixels * s.inChannels), .float(0)], name: name, op: op)
+            return
+        }
         // dx = conv(dy, flipped filter) with the channel counts swapped.
         let swapped = ConvShape(batch: s.batch, height: s.height, width: s.width, inChannels: s.outChannels,
-                                outChannels: s.inChannels, kernel: k)
-        if currentTuning.localTiles {
-            let dyp = try padded(dy, batch: s.batch, height: s.height, width: s.width, channels: s.outChannels,
-                                 pad: s.pad, name: name)
-            if try convTiled(xp: dyp, w: w, bias: nil, y: dx, shape: swapped, flipped: true, name: name, op: op) {
-                return
-            }
+                                outChannels: s.inChannels, kernel: s.kernel)
+        if try convTiled(input: dy, w: w, bias: nil, output: output, y: dx, shape: swapped, flipped: true,
+                         activation: activation, name: name, op: op) {
+            return
         }
-        var filter = w
-        if count > 0 {
-            // wf[kh, kw, co, ci] = w[K-1-kh, K-1-kw, ci, co]: taps reversed, each [cin, cout] slice transposed.
-            let wf = try scratch(count)
-            try transpose(w, rows: s.inChannels, columns: s.outChannels, batches: k * k, reverse: true, into: wf,
-                          name: name + "_flip")
-            filter = wf
+        let t = currentTuning
+        let mask = activation.isIdentity ? 0 : 1
+        if s.outChannels < 4 {
+            // A single-term dot product per tap: vectors over ci instead (cout a build option, see conv.cl).
+            let vc = Self.vectorWidth(dividing: s.inChannels)
+            try launch("conv.cl", "conv_dx_narrow",
+                       options: "-DKS=\(s.kernel) -DVC=\(vc) -DWS=\(s.outChannels) -DMASK=\(mask)",
+                       global: [s.inChannels / vc, s.batch * s.height],
+                       args: [.buffer(dy), .buffer(w), .buffer(output ?? dy), .buffer(dx), .int(s.batch),
+                              .int(s.height), .int(s.width), .int(s.inChannels), .float(activation.alpha)],
+                       name: "\(name)_narrow_v\(vc)", op: op)
+            return
         }
-        try convForward(x: dy, w: filter, bias: nil, y: dx, shape: swapped, name: name, op: op)
+        let rows = Self.blockRows(4, total: pixels)
+        let columns = min(4, s.inChannels)
+        let vk = largestPowerOfTwoDivisor(of: s.outChannels, atMost: t.vectorWidth)
+        let options = "-DKS=\(s.kernel) -DRM=\(rows) -DRN=\(columns) -DVK=\(vk) -DMASK=\(mask)"
+        try launch("conv.cl", "conv_dx_nt", options: options,
+                   global: [(s.inChannels + columns - 1) / columns, (pixels + rows - 1) / rows],
+                   local: t.serialWorkItems ? [1, t.blockGroupRows] : nil,
+                   args: [.buffer(dy), .buffer(w), .buffer(output ?? dy), .buffer(dx), .int(s.batch), .int(s.height),
+                          .int(s.width), .int(s.inChannels), .int(s.outChannels), .float(activation.alpha)],
+                   name: "\(name)_nt_\(rows)x\(columns)_v\(vk)", op: op)
     }
 
-    private func convBackwardFilter(x: DeviceBuffer, dy: DeviceBuffer, dw: DeviceBuffer, shape s: ConvShape,
-                                    name: String, op: Op) throws {
+    /// dw (+)= filter gradient of (x, dy ⊙ act'(output)) and db (+)= its pixel sum, in the same kernels (db by
+    /// one extra row of work-items). With the CPU tuning one launch whenever the filter gradient alone has at
+    /// least two work-items per compute unit, or is tiny: each work-item then sums all pixels, in blocks of rows
+    /// (conv.cl), so a long sum costs no accuracy. Otherwise (GPUs, few work-items) the pixels are split into
+    /// chunks of image rows whose partial sums `conv_sum_chunks` adds up (and into dw and db when accumulating).
+    private func convBackwardFilter(x: DeviceBuffer, dy: DeviceBuffer, dw: DeviceBuffer, db: DeviceBuffer?,
+                                    shape s: ConvShape, activation: Activation, output: DeviceBuffer?,
+                                    accumulate: Bool, name: String, op: Op) throws {
         let k = s.kernel
         let taps = k * k
         let total = taps * s.inChannels * s.outChannels
-        if total == 0 { return }
+        let dbCount = db == nil ? 0 : s.outChannels
+        if total + dbCount == 0 { return }
         let imageRows = s.batch * s.height
         if imageRows == 0 || s.width == 0 {
-            try launchVector("elementwise.cl", "fill", count: total,
-                             args: [.buffer(dw), .int(total), .float(0)], name: name, op: op)
+            // Empty sums: zeros, or nothing to add.
+            if accumulate { return }
+            for (buffer, count) in [(dw, total), (db ?? dw, dbCount)] where count > 0 {
+                try launchVector("elementwise.cl", "fill", count: count,
+                                 args: [.buffer(buffer), .int(count), .float(0)], name: name, op: op)
+            }
             return
         }
-        let xp = try padded(x, batch: s.batch, height: s.height, width: s.width, channels: s.inChannels,
-                            pad: s.pad, name: name)
         let t = currentTuning
         let (blockRows, width, vectors, covered) = blockShape(s.outChannels)
         // Rows are input channels here: prefer a block that divides them (no clamped, wasted rows).
         let divisor = largestDivisor(of: s.inChannels, atMost: blockRows)
-        let rows = divisor * 2 > blockRows ? divisor : min(blockRows, s.inChannels)
+        let rows = max(divisor * 2 > blockRows ? divisor : min(blockRows, s.inChannels), 1)
         let vc = Self.vectorWidth(dividing: s.inChannels)
-        let blockedItems = covered > 0 ? covered / (width * vectors) * taps * ((s.inChannels + rows - 1) / rows) : 0
-        let vecItems = (s.outChannels - covered) * (s.inChannels / vc)
-        // Split the pixel sum into chunks of image rows: enough work-items for the device, no partial sum
-        // much longer than 8192 pixels ...
-        let forParallelism = (t.parallelItems + blockedItems + vecItems - 1) / max(blockedItems + vecItems, 1)
-        let forAccuracy = (imageRows * s.width + 8191) / 8192
-        var chunks = min(max(forParallelism, forAccuracy, 1), imageRows)
-        // ... and partial sums of at most 32 MiB (or 4 filters' worth) in all.
-        chunks = max(min(chunks, max((1 << 23) / total, 4)), 1)
+        let ciBlocks = (s.inChannels + rows - 1) / rows
+        let blockedItems = covered > 0 ? covered / (width * vectors) * taps * ciBlocks : 0
+        let vecItems = (s.outChannels - covered) * taps * (s.inChannels / vc)
+        let items = blockedItems + vecItems
+        var chunks: Int
+        // (The CPU tuning aims for 16 work-items per compute unit: `parallelItems / 8` is two per unit.) A tiny
+        // gradient (a millisecond's work for one work-item) is one launch too: splitting it gains less.
+        let products = Double(s.batch * s.height * s.width) * Double(total)
+        if t.serialWorkItems && (8 * items >= t.parallelItems || products <= Double(1 << 22)) {
+            chunks = 1
+        } else {
+            // Enough work-items for the device, but partial sums of at most 32 MiB (or 4 filters' worth).
+            chunks = min(max((t.parallelItems + items - 1) / max(items, 1), 1), imageRows)
+            chunks = max(min(chunks, max((1 << 23) / (total + dbCount), 4)), 1)
+        }
         let chunk = (imageRows + chunks - 1) / chunks
         chunks = (imageRows + chunk - 1) / chunk
-
-        let target = try chunks == 1 ? dw : scratch(chunks * total)
+        let stride = total + dbCount
+        let target = try chunks == 1 ? dw : scratch(chunks * stride)
+        // Sums of about 512 pixels are added into each work-item's running totals.
+        let rowsPerSum = max(1, 512 / s.width)
+        let mask = activation.isIdentity ? 0 : 1
         let dims: [KernelArg] = [.int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels),
                                  .int(s.outChannels)]
+        let tail: [KernelArg] = [.int(rowsPerSum), .int(stride), .int(chunks == 1 && accumulate ? 1 : 0),
+                                 .float(activation.alpha)]
+        let buffers: [KernelArg] = [.buffer(x), .buffer(dy), .buffer(output ?? dy), .buffer(target), .buffer(db ?? dw)]
+        let dbRow = db == nil ? 0 : 1
         if covered > 0 {
             let blocks = covered / (width * vectors)
             let share = Double(covered) / Double(s.outChannels)
-            try launch("conv.cl", "conv_dw_blocked", options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors)",
-                       global: [blocks, taps * ((s.inChannels + rows - 1) / rows), chunks],
+            try launch("conv.cl", "conv_dw_blocked",
+                       options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DMASK=\(mask)",
+                       global: [blocks, taps * ciBlocks + dbRow, chunks],
                        local: t.serialWorkItems ? [1, 1, 1] : nil,
-                       args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims + [.int(chunk), .int(chunks)],
-                       name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
-                       bytes: op.bytes * share)
+                       args: buffers + dims + [.int(chunk), .int(chunks)] + tail,
+                       name: "\(name)_blocked_\(rows)x\(vectors * width)\(chunks > 1 ? "_chunks" : "")",
+                       flops: op.flops * share, bytes: op.bytes * share)
         }
         if covered < s.outChannels {
             let share = Double(s.outChannels - covered) / Double(s.outChannels)
-            try launch("conv.cl", "conv_dw_vec", options: "-DKS=\(k) -DVC=\(vc)",
-                       global: [s.outChannels - covered, s.inChannels / vc, chunks],
+            try launch("conv.cl", "conv_dw_vec", options: "-DKS=\(k) -DVC=\(vc) -DMASK=\(mask)",
+                       global: [s.outChannels - covered, taps * (s.inChannels / vc) + dbRow, chunks],
                        local: t.serialWorkItems ? [1, 1, 1] : nil,
-                       args: [.buffer(xp), .buffer(dy), .buffer(target)] + dims
-                           + [.int(covered), .int(chunk), .int(chunks)],
-                       name: "\(name)_vec\(vc)", flops: op.flops * share, bytes: op.bytes * share)
+                       args: buffers + dims + [.int(covered), .int(chunk), .int(chunks)] + tail,
+                       name: "\(name)_vec\(vc)\(chunks > 1 ? "_chunks" : "")", flops: op.flops * share,
+                       bytes: op.bytes * share)
         }
         if chunks > 1 {
-            try reducePass(x: target, out: dw, outputs: total, kept: [(total, 1)], outerReduced: [],
-                           inner: (chunks, total), name: name + "_chunks", bytes: 0)
+            try launch("conv.cl", "conv_sum_chunks", global: [stride],
+                       args: [.buffer(target), .buffer(dw), .buffer(db ?? dw), .int(total), .int(stride), .int(chunks),
+                              .int(accumulate ? 1 : 0)],
+                       name: name + "_chunks", bytes: Double((chunks + 1) * stride * MemoryLayout<Float>.stride))
         }
     }
 

@@ -35,12 +35,21 @@ public enum Reference {
             set(out, argReduce(get(x), outer: outer, axis: axis, inner: inner, findMax: findMax))
         case let .gemm(a, b, c, shape):
             set(c, gemm(get(a), get(b), get(c), shape: shape))
-        case let .conv2d(x, w, bias, y, shape):
-            set(y, conv2d(get(x), get(w), bias: bias.map(get), shape: shape))
-        case let .conv2dBackwardInput(dy, w, dx, shape):
-            set(dx, conv2dBackwardInput(get(dy), get(w), shape: shape))
-        case let .conv2dBackwardFilter(x, dy, dw, shape):
-            set(dw, conv2dBackwardFilter(get(x), get(dy), shape: shape))
+        case let .conv2d(x, w, bias, y, shape, activation):
+            set(y, activate(conv2d(get(x), get(w), bias: bias.map(get), shape: shape), activation))
+        case let .conv2dBackwardInput(dy, w, dx, shape, activation, output):
+            let g = masked(get(dy), by: output.map(get), activation)
+            set(dx, conv2dBackwardInput(g, get(w), shape: shape))
+        case let .conv2dBackwardFilter(x, dy, dw, db, shape, activation, output, accumulate):
+            let g = masked(get(dy), by: output.map(get), activation)
+            var dwValues = conv2dBackwardFilter(get(x), g, shape: shape)
+            if accumulate { dwValues = zip(get(dw), dwValues).map { $0 + $1 } }
+            set(dw, dwValues)
+            if let db {
+                var dbValues = biasGradient(g, channels: shape.outChannels)
+                if accumulate { dbValues = zip(get(db), dbValues).map { $0 + $1 } }
+                set(db, dbValues)
+            }
         case let .avgPool2x2(x, y, shape):
             set(y, avgPool2x2(get(x), shape: shape))
         case let .avgPool2x2Backward(dy, dx, shape):
@@ -244,6 +253,27 @@ public enum Reference {
             }
         }
         return out
+    }
+
+    /// The fused activation applied to each element: v, or v > 0 ? v : alpha·v.
+    public static func activate(_ v: [Double], _ activation: Activation) -> [Double] {
+        guard case let .leakyRelu(alpha) = activation else { return v }
+        return v.map { $0 > 0 ? $0 : Double(alpha) * $0 }
+    }
+
+    /// g = dy ⊙ act'(output): dy where the saved forward output is > 0, alpha·dy elsewhere (dy for identity).
+    public static func masked(_ dy: [Double], by output: [Double]?, _ activation: Activation) -> [Double] {
+        guard case let .leakyRelu(alpha) = activation else { return dy }
+        guard let output else { preconditionFailure("a masked convolution gradient needs the saved output") }
+        return zip(dy, output).map { $1 > 0 ? $0 : Double(alpha) * $0 }
+    }
+
+    /// db[c] = Σ over pixels of g[p, c] for g [pixels, channels].
+    public static func biasGradient(_ g: [Double], channels: Int) -> [Double] {
+        var db = [Double](repeating: 0, count: channels)
+        if channels == 0 { return db }
+        for (e, v) in g.enumerated() { db[e % channels] += v }
+        return db
     }
 
     /// y[n, i, j, co] = bias[co] + Σ over (di, dj, ci) of x[n, i + di − pad, j + dj − pad, ci]·w[di, dj, ci, co],

@@ -269,19 +269,36 @@ final class OpTests: XCTestCase {
         "[n=\(s.batch) h=\(s.height) w=\(s.width) cin=\(s.inChannels) cout=\(s.outChannels) k=\(s.kernel)]"
     }
 
+    /// The fused variants a shape is checked with: variant v in 0..<8 is (leaky ReLU: bit 0, bias or db: bit 1,
+    /// accumulate: bit 2). Shape i gets v = (3·(i / 2) + i % 2) mod 8 and its complement 7 − v; the grid lists
+    /// each channel/spatial combination as a 1×1 shape then a 3×3 one, so every variant meets both kernel sizes.
+    static func convVariants(_ i: Int) -> [(leaky: Bool, bias: Bool, accumulate: Bool)] {
+        let v = (3 * (i / 2) + i % 2) % 8
+        return [v, 7 - v].map { ($0 & 1 != 0, $0 & 2 != 0, $0 & 4 != 0) }
+    }
+
+    /// The slope of the fused leaky ReLU in the tests (the reference model's; any slope but 1 shows the mask).
+    static let alpha: Float = 0.2
+
+    static func label(_ leaky: Bool) -> String { leaky ? " leaky" : "" }
+
     func testConv2d() throws {
         var rng = TestRandom.generator(self)
         var cases: [OpCase] = []
-        for (s, bias) in Self.convShapes() {
+        for (s, defaultBias) in Self.convShapes() {
             let x = TestRandom.uniform(s.batch * s.height * s.width * s.inChannels, using: &rng)
             let w = TestRandom.uniform(s.kernel * s.kernel * s.inChannels * s.outChannels, using: &rng)
             let b = TestRandom.uniform(s.outChannels, using: &rng)
             let yCount = s.batch * s.height * s.width * s.outChannels
-            cases.append(OpCase("conv2d \(Self.describe(s))\(bias ? " +bias" : "")",
-                                inputs: bias ? [x, w, b] : [x, w], outputs: [.poison(yCount)],
-                                tolerance: .sum(s.kernel * s.kernel * s.inChannels)) { i, o in
-                .conv2d(x: i[0], w: i[1], bias: bias ? i[2] : nil, y: o[0], shape: s)
-            })
+            // The grid's own bias flag with the identity, the other one with the leaky ReLU.
+            for (leaky, bias) in [(false, defaultBias), (true, !defaultBias)] {
+                let activation: Activation = leaky ? .leakyRelu(alpha: Self.alpha) : .identity
+                cases.append(OpCase("conv2d \(Self.describe(s))\(bias ? " +bias" : "")\(Self.label(leaky))",
+                                    inputs: bias ? [x, w, b] : [x, w], outputs: [.poison(yCount)],
+                                    tolerance: .sum(s.kernel * s.kernel * s.inChannels)) { i, o in
+                    .conv2d(x: i[0], w: i[1], bias: bias ? i[2] : nil, y: o[0], shape: s, activation: activation)
+                })
+            }
         }
         try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
     }
@@ -290,13 +307,21 @@ final class OpTests: XCTestCase {
         var rng = TestRandom.generator(self)
         var cases: [OpCase] = []
         for (s, _) in Self.convShapes() {
-            let dy = TestRandom.uniform(s.batch * s.height * s.width * s.outChannels, using: &rng)
+            let yCount = s.batch * s.height * s.width * s.outChannels
+            let dy = TestRandom.uniform(yCount, using: &rng)
             let w = TestRandom.uniform(s.kernel * s.kernel * s.inChannels * s.outChannels, using: &rng)
-            cases.append(OpCase("conv2dBackwardInput \(Self.describe(s))", inputs: [dy, w],
-                                outputs: [.poison(s.batch * s.height * s.width * s.inChannels)],
-                                tolerance: .sum(s.kernel * s.kernel * s.outChannels)) { i, o in
-                .conv2dBackwardInput(dy: i[0], w: i[1], dx: o[0], shape: s)
-            })
+            // The saved forward output: its sign decides the mask (about half the elements each way).
+            let y = TestRandom.uniform(yCount, using: &rng)
+            for leaky in [false, true] {
+                let activation: Activation = leaky ? .leakyRelu(alpha: Self.alpha) : .identity
+                cases.append(OpCase("conv2dBackwardInput \(Self.describe(s))\(Self.label(leaky))",
+                                    inputs: leaky ? [dy, w, y] : [dy, w],
+                                    outputs: [.poison(s.batch * s.height * s.width * s.inChannels)],
+                                    tolerance: .sum(s.kernel * s.kernel * s.outChannels)) { i, o in
+                    .conv2dBackwardInput(dy: i[0], w: i[1], dx: o[0], shape: s, activation: activation,
+                                         output: leaky ? i[2] : nil)
+                })
+            }
         }
         try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
     }
@@ -304,16 +329,84 @@ final class OpTests: XCTestCase {
     func testConv2dBackwardFilter() throws {
         var rng = TestRandom.generator(self)
         var cases: [OpCase] = []
-        for (s, _) in Self.convShapes() {
+        for (i, (s, _)) in Self.convShapes().enumerated() {
+            let yCount = s.batch * s.height * s.width * s.outChannels
+            let wCount = s.kernel * s.kernel * s.inChannels * s.outChannels
             let x = TestRandom.uniform(s.batch * s.height * s.width * s.inChannels, using: &rng)
-            let dy = TestRandom.uniform(s.batch * s.height * s.width * s.outChannels, using: &rng)
-            cases.append(OpCase("conv2dBackwardFilter \(Self.describe(s))", inputs: [x, dy],
-                                outputs: [.poison(s.kernel * s.kernel * s.inChannels * s.outChannels)],
-                                tolerance: .sum(s.batch * s.height * s.width)) { i, o in
-                .conv2dBackwardFilter(x: i[0], dy: i[1], dw: o[0], shape: s)
-            })
+            let dy = TestRandom.uniform(yCount, using: &rng)
+            let y = TestRandom.uniform(yCount, using: &rng)
+            // Accumulating ops start from random finite gradients (the reference adds to them); the others from NaN.
+            let oldW = TestRandom.uniform(wCount, using: &rng)
+            let oldB = TestRandom.uniform(s.outChannels, using: &rng)
+            for (leaky, db, accumulate) in Self.convVariants(i) {
+                let activation: Activation = leaky ? .leakyRelu(alpha: Self.alpha) : .identity
+                var outputs: [OpCase.Initial] = [accumulate ? .values(oldW) : .poison(wCount)]
+                if db { outputs.append(accumulate ? .values(oldB) : .poison(s.outChannels)) }
+                let terms = Tolerance.sum(s.batch * s.height * s.width)
+                cases.append(OpCase("conv2dBackwardFilter \(Self.describe(s))\(Self.label(leaky))"
+                                    + "\(db ? " +db" : "")\(accumulate ? " accumulate" : "")",
+                                    inputs: leaky ? [x, dy, y] : [x, dy], outputs: outputs, tolerance: terms) { i, o in
+                    .conv2dBackwardFilter(x: i[0], dy: i[1], dw: o[0], db: db ? o[1] : nil, shape: s,
+                                          activation: activation, output: leaky ? i[2] : nil, accumulate: accumulate)
+                })
+            }
         }
         try checkOnAllDevices(cases, alsoOn: [Self.cpuWithBLASConvolution] + Self.openCLWithGPUTuning())
+    }
+
+    /// The convolutions of the lines32 encoder, decoder and critic (depth 16, latent 16 at 2×2), as (size,
+    /// cin, cout, kernel).
+    static let lines32Convolutions: [(size: Int, cin: Int, cout: Int, kernel: Int)] = [
+        (32, 1, 16, 1), (32, 16, 16, 3), (16, 16, 32, 3), (16, 32, 32, 3), (8, 32, 64, 3), (8, 64, 64, 3),
+        (4, 64, 128, 3), (4, 128, 128, 3), (2, 128, 256, 3), (2, 256, 16, 3), (2, 256, 1, 3),
+        (2, 16, 128, 3), (2, 128, 128, 3), (4, 128, 64, 3), (4, 64, 64, 3), (8, 64, 32, 3), (8, 32, 32, 3),
+        (16, 32, 16, 3), (16, 16, 16, 3), (32, 16, 16, 3), (32, 16, 1, 3),
+    ]
+
+    /// PoCL's default (CPU) tuning runs every lines32 convolution op, forward, input gradient and filter
+    /// gradient with db, fused leaky ReLU or not, as exactly one kernel launch. The filter gradient needs no
+    /// second (chunk-sum) pass when its work-items alone give two per compute unit; the smallest lines32 filter
+    /// gradient has 9, so the tuning is the default one for a device of at most 4 compute units (what CI and
+    /// this machine have; larger CPUs split the smallest layers' pixel sums and add them in a second launch).
+    func testLines32ConvolutionsLaunchOneKernelEachOnPoCLDefaultTuning() throws {
+        let device = try TestDevices.freshOpenCL()
+        var info = device.info
+        info.computeUnits = min(info.computeUnits, 4)
+        device.tuning = OpenCLTuning.defaults(for: info)
+        guard device.tuning.serialWorkItems else { throw XCTSkip("the OpenCL device is not a CPU device") }
+        var rng = TestRandom.generator(self)
+        for batch in [64, 128] {
+            for c in Self.lines32Convolutions {
+                let s = ConvShape(batch: batch, height: c.size, width: c.size, inChannels: c.cin, outChannels: c.cout,
+                                  kernel: c.kernel)
+                let pixels = batch * c.size * c.size
+                let x = try device.upload(TestRandom.uniform(pixels * c.cin, using: &rng))
+                let w = try device.upload(TestRandom.uniform(c.kernel * c.kernel * c.cin * c.cout, using: &rng))
+                let b = try device.upload(TestRandom.uniform(c.cout, using: &rng))
+                let y = try device.allocate(pixels * c.cout)
+                let dy = try device.upload(TestRandom.uniform(pixels * c.cout, using: &rng))
+                let dx = try device.allocate(pixels * c.cin)
+                let dw = try device.allocate(c.kernel * c.kernel * c.cin * c.cout)
+                let db = try device.allocate(c.cout)
+                for activation in [Activation.identity, .leakyRelu(alpha: Self.alpha)] {
+                    let output = activation.isIdentity ? nil : y
+                    let ops: [Op] = [
+                        .conv2d(x: x, w: w, bias: b, y: y, shape: s, activation: activation),
+                        .conv2dBackwardInput(dy: dy, w: w, dx: dx, shape: s, activation: activation, output: output),
+                        .conv2dBackwardFilter(x: x, dy: dy, dw: dw, db: db, shape: s, activation: activation,
+                                              output: output, accumulate: false),
+                        .conv2dBackwardFilter(x: x, dy: dy, dw: dw, db: db, shape: s, activation: activation,
+                                              output: output, accumulate: true),
+                    ]
+                    for op in ops {
+                        let before = device.launchCount
+                        try device.run(op)
+                        XCTAssertEqual(device.launchCount - before, 1, "\(op.name) \(Self.describe(s)): launches")
+                    }
+                }
+                try device.synchronize()
+            }
+        }
     }
 
     // MARK: Pooling and upsampling

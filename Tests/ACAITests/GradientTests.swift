@@ -159,17 +159,29 @@ final class GradientTests: XCTestCase {
         try run(cases)
     }
 
-    func conv(_ n: Int, _ h: Int, _ w: Int, _ cin: Int, _ cout: Int, _ k: Int, bias: Bool) -> GradientCase {
+    func conv(_ n: Int, _ h: Int, _ w: Int, _ cin: Int, _ cout: Int, _ k: Int, bias: Bool,
+              activation: Activation = .identity) -> GradientCase {
         let s = ConvShape(batch: n, height: h, width: w, inChannels: cin, outChannels: cout, kernel: k)
-        let f: Forward = { x in try x[0].conv2d(x[1], bias: bias ? x[2] : nil) }
-        let r: Ref = { x in Reference.conv2d(x[0], x[1], bias: bias ? x[2] : nil, shape: s) }
+        let f: Forward = { x in try x[0].conv2d(x[1], bias: bias ? x[2] : nil, activation: activation) }
+        let r: Ref = { x in Reference.activate(Reference.conv2d(x[0], x[1], bias: bias ? x[2] : nil, shape: s), activation) }
         let shapes: [[Int]] = [[n, h, w, cin], [k, k, cin, cout]] + (bias ? [[cout]] : [])
-        return GradientCase("conv \(k)x\(k) [\(n),\(h),\(w),\(cin)] to \(cout)\(bias ? " +bias" : "")", shapes: shapes,
+        let act = activation.isIdentity ? "" : " leaky \(activation.alpha)"
+        return GradientCase("conv \(k)x\(k) [\(n),\(h),\(w),\(cin)] to \(cout)\(bias ? " +bias" : "")\(act)", shapes: shapes,
                             forwardTolerance: .sum(k * k * cin), terms: max(k * k * cin, n * h * w), forward: f, reference: r)
     }
 
     func testConvolution() throws {
         try run([conv(3, 5, 4, 3, 2, 3, bias: true), conv(1, 1, 1, 2, 3, 3, bias: false), conv(1, 4, 4, 2, 3, 1, bias: true)])
+    }
+
+    /// The fused leaky ReLU: the rule's one input-gradient op and one filter-gradient op (with db) mask the
+    /// gradient by the saved output's sign. Pre-activations are sums of ±[0.1, 2] products, so a central
+    /// difference (step 1e-5) straddles the kink only with negligible probability.
+    func testConvolutionWithFusedLeakyRelu() throws {
+        let leaky = Activation.leakyRelu(alpha: 0.2)
+        try run([conv(3, 5, 4, 3, 5, 3, bias: true, activation: leaky),
+                 conv(2, 3, 7, 5, 3, 3, bias: false, activation: leaky),
+                 conv(1, 4, 5, 17, 2, 1, bias: true, activation: leaky)])
     }
 
     static func logitsAndDistributions(_ i: Int, _ shape: [Int], _ rng: inout SeededGenerator) -> [Double] {
