@@ -82,3 +82,13 @@ __kernel void squared_error_mean_backward(__global const float* a, __global cons
     const float g = dloss[0] * 2.0f * (m - (hasTarget ? target[r - start] : 0.0f)) / ((float)count * (float)columns);
     for (int c = 0; c < columns; ++c) d[c] = accumulate ? d[c] + g : g;
 }
+
+// out[first + i] += s_i[0] for i < count (at most 8 per launch): a step's losses added to their sums.
+__kernel void accumulate_scalars(__global float* out, const int first, const int count, __global const float* s0,
+                                 __global const float* s1, __global const float* s2, __global const float* s3,
+                                 __global const float* s4, __global const float* s5, __global const float* s6,
+                                 __global const float* s7) {
+    if (get_global_id(0) != 0) return;
+    __global const float* sources[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    for (int i = 0; i < count; ++i) out[first + i] += sources[i][0];
+}

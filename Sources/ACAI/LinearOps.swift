@@ -56,7 +56,9 @@ extension Tensor {
         let hasBias = bias != nil
         var inputs = [self, filter]
         if let bias { inputs.append(bias) }
-        return Tensor.result(out, "conv2d", inputs) { g, needed in
+        /// dx (when needed) and the parameter gradients from one filter-gradient op, into `sinks` (the
+        /// parameters' views of their optimiser's gradient buffer) when there are some.
+        func rule(_ g: Tensor, _ needed: [Bool], _ sinks: [GradientSink?]) throws -> [Tensor?] {
             var dx: Tensor?
             if needed[0] {
                 let t = try Tensor.empty(x.shape, on: dev)
@@ -64,20 +66,24 @@ extension Tensor {
                                                  activation: activation, output: saved?.buffer))
                 dx = t
             }
-            // The parameter gradients: dw and (with a bias) db from one filter-gradient op.
             let wantsBias = hasBias && needed[2]
             var dw: Tensor?, db: Tensor?
             if needed[1] || wantsBias {
-                let dwT = try Tensor.empty(w.shape, on: dev)
-                let dbT = wantsBias ? try Tensor.empty([cs.outChannels], on: dev) : nil
+                // Both into their sinks when both have one in the same state (overwrite or add), else fresh.
+                let sinkW = sinks.count > 1 ? sinks[1] : nil, sinkB = hasBias ? sinks[2] : nil
+                let direct = sinkW != nil && (!wantsBias || (sinkB != nil && sinkB!.accumulate == sinkW!.accumulate))
+                let dwT = direct ? sinkW!.tensor : try Tensor.empty(w.shape, on: dev)
+                let dbT: Tensor? = !wantsBias ? nil : direct ? sinkB!.tensor : try Tensor.empty([cs.outChannels], on: dev)
                 try dev.run(.conv2dBackwardFilter(x: x.buffer, dy: g.buffer, dw: dwT.buffer, db: dbT?.buffer,
                                                   shape: cs, activation: activation, output: saved?.buffer,
-                                                  accumulate: false))
+                                                  accumulate: direct && sinkW!.accumulate))
                 dw = needed[1] ? dwT : nil
                 db = dbT
             }
             return hasBias ? [dx, dw, db] : [dx, dw]
         }
+        return Tensor.result(out, "conv2d", inputs, backward: { g, needed in try rule(g, needed, []) },
+                             backwardInto: { g, needed, sinks in try rule(g, needed, sinks) })
     }
 
     var imageShape: ImageShape { ImageShape(batch: shape[0], height: shape[1], width: shape[2], channels: shape[3]) }

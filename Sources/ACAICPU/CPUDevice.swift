@@ -196,6 +196,8 @@ public final class CPUDevice: Device, @unchecked Sendable {
         case let .squaredErrorMeanBackward(a, target, dloss, da, range, accumulate):
             CPUReduce.squaredErrorMeanBackward(a.floats, target: target?.floats, dloss: dloss.floats, da: da.floats,
                                                range, accumulate: accumulate, parallel)
+        case let .accumulateScalars(sources, out):
+            for (i, source) in sources.enumerated() { out.floats[i] += source.floats[0] }
         }
     }
 

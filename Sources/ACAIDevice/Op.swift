@@ -77,6 +77,8 @@ public enum Op {
     /// with `accumulate`, added to da (whose other rows are left as they are).
     case squaredErrorMeanBackward(a: DeviceBuffer, target: DeviceBuffer?, dloss: DeviceBuffer, da: DeviceBuffer,
                                   range: RowRange, accumulate: Bool)
+    /// out[i] += sources[i][0] for each source: a step's losses added to their running sums in one op.
+    case accumulateScalars(sources: [DeviceBuffer], out: DeviceBuffer)
 }
 
 /// Rows `start ..< start + count` of a buffer viewed as [rows, columns].
@@ -304,6 +306,7 @@ extension Op {
         case .adam: return "adam"
         case .squaredErrorMean: return "squared_error_mean"
         case .squaredErrorMeanBackward: return "squared_error_mean_backward"
+        case .accumulateScalars: return "accumulate_scalars"
         }
     }
 
@@ -349,6 +352,7 @@ extension Op {
         case let .squaredErrorMean(_, target, _, r): return f * Double(r.count * r.columns + (target == nil ? 0 : r.count) + 1)
         case let .squaredErrorMeanBackward(_, target, _, _, r, accumulate):
             return f * Double(r.rows * r.columns * (accumulate ? 3 : 2) + (target == nil ? 0 : r.count) + 1)
+        case let .accumulateScalars(sources, _): return f * Double(3 * sources.count)
         }
     }
 
@@ -377,6 +381,7 @@ extension Op {
         case let .adam(param, grad, m, v, _): return [param, grad, m, v]
         case let .squaredErrorMean(a, target, loss, _): return [a, loss] + (target.map { [$0] } ?? [])
         case let .squaredErrorMeanBackward(a, target, dloss, da, _, _): return [a, dloss, da] + (target.map { [$0] } ?? [])
+        case let .accumulateScalars(sources, out): return sources + [out]
         }
     }
 }

@@ -184,6 +184,10 @@ extension Op {
             if let target { try exact(target, "target", range.count) }
             try exact(dloss, "dloss", 1)
             try exact(da, "da", range.rows * range.columns)
+        case let .accumulateScalars(sources, out):
+            guard !sources.isEmpty else { throw fail("no sources") }
+            for (i, source) in sources.enumerated() { try exact(source, "source \(i)", 1) }
+            try exact(out, "out", sources.count)
         }
     }
 }

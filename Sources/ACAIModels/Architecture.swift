@@ -38,6 +38,9 @@ public struct ConvNetShape: Sendable, Equatable, Codable {
     }
 }
 
+/// The reference's leaky ReLU (slope 0.2), fused into the convolution it follows.
+let leaky = Activation.leakyRelu(alpha: 0.2)
+
 /// The convolutions of an encoder or decoder, in order.
 struct ConvStack {
     let convs: [Conv2D]
@@ -79,12 +82,12 @@ public struct Encoder {
         var y = try stack.convs[0](x)
         var i = 1
         for _ in 0..<shape.scales {
-            y = try stack.convs[i](y).leakyRelu()
-            y = try stack.convs[i + 1](y).leakyRelu()
+            y = try stack.convs[i](y, activation: leaky)
+            y = try stack.convs[i + 1](y, activation: leaky)
             y = try y.avgPool2x2()
             i += 2
         }
-        y = try stack.convs[i](y).leakyRelu()
+        y = try stack.convs[i](y, activation: leaky)
         return try stack.convs[i + 1](y)
     }
 }
@@ -121,12 +124,12 @@ public struct Decoder {
         var y = h
         var i = 0
         for _ in 0..<shape.scales {
-            y = try stack.convs[i](y).leakyRelu()
-            y = try stack.convs[i + 1](y).leakyRelu()
+            y = try stack.convs[i](y, activation: leaky)
+            y = try stack.convs[i + 1](y, activation: leaky)
             y = try y.upsample2x()
             i += 2
         }
-        y = try stack.convs[i](y).leakyRelu()
+        y = try stack.convs[i](y, activation: leaky)
         return try stack.convs[i + 1](y)
     }
 }

@@ -418,6 +418,15 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                                 .int(range.columns), .int(range.start), .int(range.count), .int(target == nil ? 0 : 1),
                                 .int(accumulate ? 1 : 0)], name: name, op: op)
 
+        case let .accumulateScalars(sources, out):
+            for first in stride(from: 0, to: sources.count, by: 8) {
+                let part = Array(sources[first..<min(first + 8, sources.count)])
+                let padded = part + Array(repeating: part[0], count: 8 - part.count)
+                try launch1D("loss.cl", "accumulate_scalars", count: 1,
+                             args: [.buffer(out), .int(first), .int(part.count)] + padded.map { .buffer($0) },
+                             name: name, op: op)
+            }
+
         case let .random(distribution, out, seed, offset):
             let n = out.count
             let options = "-cl-fp32-correctly-rounded-divide-sqrt"
@@ -594,6 +603,15 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         if k == 0 {
             try launch1D("gemm.cl", "gemm_scale", count: m * n, args: [.buffer(c), .int(m * n), .float(s.beta)],
                          name: name + "_scale", op: op)
+            return
+        }
+        if m * n * k <= 1 << 17 {
+            // Small products (a latent probe, a discriminator's last layer) in one launch: the blocked paths
+            // would spend more launches on transposes and leftover columns than on the product.
+            try launch("gemm.cl", "gemm_general", global: [n, m],
+                       args: [.buffer(a), .buffer(b), .buffer(c), .int(m), .int(n), .int(k), .float(s.alpha),
+                              .float(s.beta), .int(s.transA ? 1 : 0), .int(s.transB ? 1 : 0), .int(0)],
+                       name: name + "_small", op: op)
             return
         }
         if !s.transA && s.transB {

@@ -84,6 +84,10 @@ public enum Reference {
         case let .squaredErrorMeanBackward(a, target, dloss, da, range, accumulate):
             set(da, squaredErrorMeanBackward(get(a), target: target.map(get), dloss: get(dloss)[0], range: range,
                                              into: accumulate ? get(da) : nil))
+        case let .accumulateScalars(sources, out):
+            var sums = get(out)
+            for (i, source) in sources.enumerated() { sums[i] += get(source)[0] }
+            set(out, sums)
         }
     }
 

@@ -2,12 +2,11 @@ import ACAI
 
 /// Sums every loss on the device over the steps since the last read-back, so the host waits for the
 /// device once per progress line instead of every step, and a logged mean covers every step. The sums
-/// live in one buffer (one read) at the device's view alignment; the adds are part of the recorded step.
+/// live in one buffer (one read); adding a step's losses is one op, part of the recorded step.
 final class LossAccumulator {
     let names: [String]
     let device: any Device
     let sums: DeviceBuffer
-    let slots: [DeviceBuffer]
     /// Steps added since the last `collect`.
     private(set) var steps = 0
 
@@ -15,23 +14,17 @@ final class LossAccumulator {
     init(names: [String], device: any Device) throws {
         self.names = names
         self.device = device
-        let stride = max(device.viewAlignment, 1)
-        let sums = try device.allocate(max(names.count, 1) * stride)
-        self.sums = sums
-        slots = try names.indices.map { try device.view(of: sums, offset: $0 * stride, count: 1) }
+        sums = try device.allocate(max(names.count, 1))
         try device.run(.fill(out: sums, value: 0))
     }
 
-    /// Adds this step's losses, with ops run through `stepDevice` (so a step plan records them).
+    /// Adds this step's losses, with the op run through `stepDevice` (so a step plan records it).
     func add(_ losses: [String: Tensor], through stepDevice: any Device) throws {
         guard losses.keys.sorted() == names else {
             throw TrainingError.badOption("the model's losses changed from \(names) to \(losses.keys.sorted())")
         }
-        for (name, slot) in zip(names, slots) {
-            let loss = losses[name]!
-            try stepDevice.run(.binary(.add, a: slot, b: loss.buffer, out: slot,
-                                       layout: BroadcastLayout(shape: [1], aStrides: [1], bStrides: [1]), alpha: 0))
-        }
+        if names.isEmpty { return }
+        try stepDevice.run(.accumulateScalars(sources: names.map { losses[$0]!.buffer }, out: sums))
     }
 
     /// Counts a step whose losses were added (by running or replaying it).
@@ -41,9 +34,8 @@ final class LossAccumulator {
     func collect() throws -> (sums: [String: Double], steps: Int) {
         guard steps > 0 else { return ([:], 0) }
         let values = try device.read(sums)
-        let stride = max(device.viewAlignment, 1)
         var out: [String: Double] = [:]
-        for (i, name) in names.enumerated() { out[name] = Double(values[i * stride]) }
+        for (i, name) in names.enumerated() { out[name] = Double(values[i]) }
         let counted = steps
         steps = 0
         try device.run(.fill(out: sums, value: 0))

@@ -67,6 +67,7 @@ enum OpSamples {
             ("squaredErrorMeanBackward", .squaredErrorMeanBackward(
                 a: try buf(21), target: nil, dloss: try buf(1), da: try buf(21),
                 range: RowRange(rows: 7, columns: 3, start: 0, count: 7), accumulate: false)),
+            ("accumulateScalars", .accumulateScalars(sources: [try buf(1), try buf(1), try buf(1)], out: try buf(3))),
         ]
         for f in UnaryFunction.allCases {
             ops.append(("unary \(f)", .unary(f, x: try positive(7), out: try buf(7), alpha: 0.5, beta: 0)))
@@ -174,6 +175,8 @@ enum OpSamples {
             ("squaredErrorMeanBackward: da short", .squaredErrorMeanBackward(
                 a: try buf(21), target: nil, dloss: try buf(1), da: try buf(20),
                 range: RowRange(rows: 7, columns: 3, start: 0, count: 7), accumulate: true)),
+            ("accumulateScalars: out short", .accumulateScalars(sources: [try buf(1), try buf(1)], out: try buf(1))),
+            ("accumulateScalars: a source of 2", .accumulateScalars(sources: [try buf(2)], out: try buf(1))),
         ]
     }
 }

@@ -190,27 +190,27 @@ final class OpTests: XCTestCase {
         let dims = [1, 7, 33, 65]
         var cases: [OpCase] = []
         var index = 0
-        for m in dims {
-            for n in dims {
-                for k in dims {
-                    for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
-                        for beta: Float in [0, 1] {
-                            index += 1
-                            let alpha: Float = index % 3 == 0 ? -0.75 : 1
-                            let shape = GemmShape(m: m, n: n, k: k, transA: transA, transB: transB, alpha: alpha,
-                                                  beta: beta)
-                            let a = TestRandom.uniform(m * k, using: &rng)
-                            let b = TestRandom.uniform(k * n, using: &rng)
-                            // beta = 0 must ignore C: it stays NaN-poisoned.
-                            let c: OpCase.Initial = beta == 0 ? .poison(m * n)
-                                : .values(TestRandom.uniform(m * n, using: &rng))
-                            cases.append(OpCase("gemm m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) "
-                                                + "alpha=\(alpha) beta=\(beta)", inputs: [a, b], outputs: [c],
-                                                tolerance: .sum(k)) { i, o in
-                                .gemm(a: i[0], b: i[1], c: o[0], shape: shape)
-                            })
-                        }
-                    }
+        // Products of up to 2^17 multiply-adds take the one-launch path on OpenCL, larger ones the blocked
+        // kernels with their leftover columns: the extra shapes keep every path covered.
+        let shapes = dims.flatMap { m in dims.flatMap { n in dims.map { k in (m, n, k) } } }
+            + [(129, 7, 257), (129, 1, 1031), (257, 33, 17), (17, 130, 67)]
+        for (m, n, k) in shapes {
+            for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta: Float in [0, 1] {
+                    index += 1
+                    let alpha: Float = index % 3 == 0 ? -0.75 : 1
+                    let shape = GemmShape(m: m, n: n, k: k, transA: transA, transB: transB, alpha: alpha,
+                                          beta: beta)
+                    let a = TestRandom.uniform(m * k, using: &rng)
+                    let b = TestRandom.uniform(k * n, using: &rng)
+                    // beta = 0 must ignore C: it stays NaN-poisoned.
+                    let c: OpCase.Initial = beta == 0 ? .poison(m * n)
+                        : .values(TestRandom.uniform(m * n, using: &rng))
+                    cases.append(OpCase("gemm m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) "
+                                        + "alpha=\(alpha) beta=\(beta)", inputs: [a, b], outputs: [c],
+                                        tolerance: .sum(k)) { i, o in
+                        .gemm(a: i[0], b: i[1], c: o[0], shape: shape)
+                    })
                 }
             }
         }
@@ -565,6 +565,21 @@ final class OpTests: XCTestCase {
                                 outputs: [.values(existing)], tolerance: .sum(r.columns)) { i, o in
                 .squaredErrorMeanBackward(a: i[0], target: i.count > 2 ? i[1] : nil, dloss: i[i.count - 1], da: o[0],
                                           range: r, accumulate: true)
+            })
+        }
+        try checkOnAllDevices(cases)
+    }
+
+    func testAccumulateScalars() throws {
+        var rng = TestRandom.generator(self)
+        var cases: [OpCase] = []
+        for count in [1, 3, 7, 8, 9, 17] {
+            let sources = (0..<count).map { _ in TestRandom.uniform(1, excluding: 0.1, using: &rng) }
+            // Two steps into sums that already hold values: the op adds, in place.
+            cases.append(OpCase("accumulateScalars \(count) sources, 2 steps", inputs: sources,
+                                outputs: [.values(TestRandom.uniform(count, using: &rng))],
+                                tolerance: .arithmetic) { i, o in
+                [.accumulateScalars(sources: i, out: o[0]), .accumulateScalars(sources: i, out: o[0])]
             })
         }
         try checkOnAllDevices(cases)
