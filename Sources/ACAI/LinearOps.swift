@@ -70,7 +70,7 @@ extension Tensor {
             var dw: Tensor?, db: Tensor?
             if needed[1] || wantsBias {
                 // Both into their sinks when both have one in the same state (overwrite or add), else fresh.
-                let sinkW = sinks.count > 1 ? sinks[1] : nil, sinkB = hasBias ? sinks[2] : nil
+                let sinkW = sinks.count > 1 ? sinks[1] : nil, sinkB = hasBias && sinks.count > 2 ? sinks[2] : nil
                 let direct = sinkW != nil && (!wantsBias || (sinkB != nil && sinkB!.accumulate == sinkW!.accumulate))
                 let dwT = direct ? sinkW!.tensor : try Tensor.empty(w.shape, on: dev)
                 let dbT: Tensor? = !wantsBias ? nil : direct ? sinkB!.tensor : try Tensor.empty([cs.outChannels], on: dev)

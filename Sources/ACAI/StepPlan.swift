@@ -4,13 +4,20 @@ import Foundation
 /// it runs. Models are built on it, so the tensors of a training step are recorded without the model
 /// knowing. While recording, host reads and writes are refused: a step whose host code depended on device
 /// values, or that uploaded host values, could not be replayed.
+///
+/// Memory: what a step allocates while it is recorded comes from `RecordingMemory`, whose allocations are
+/// the base device's buffers kept by the recordings. The recorded ops name those buffers, so a plan reuses
+/// memory exactly as the eager step did (its pool handed freed buffers to later allocations): the plan's
+/// memory plan is the eager step's, fixed.
 public final class RecordingDevice: Device, @unchecked Sendable {
     public let base: any Device
     private let lock = NSLock()
     private var recorded: [Op]?
+    let stepMemory: RecordingMemory
 
     public init(base: any Device) {
         self.base = base
+        self.stepMemory = RecordingMemory(base: base)
     }
 
     public var id: String { base.id }
@@ -22,24 +29,28 @@ public final class RecordingDevice: Device, @unchecked Sendable {
     public var synchronizationCount: Int { base.synchronizationCount }
     public var viewAlignment: Int { base.viewAlignment }
     public func clearCache() { base.clearCache() }
-    public func allocate(_ count: Int) throws -> DeviceBuffer { try base.allocate(count) }
+    public func allocate(_ count: Int) throws -> DeviceBuffer {
+        isRecording ? try stepMemory.pool.allocate(count) : try base.allocate(count)
+    }
+
     public func view(of buffer: DeviceBuffer, offset: Int, count: Int) throws -> DeviceBuffer {
-        try base.view(of: buffer, offset: offset, count: count)
+        let view = try base.view(of: stepMemory.canonical(buffer), offset: offset, count: count)
+        return buffer.pool === stepMemory.pool ? stepMemory.wrap(view, of: buffer) : view
     }
 
     public func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
         try refuseWhileRecording("writes host values to the device")
-        try base.write(values, to: buffer)
+        try base.write(values, to: stepMemory.canonical(buffer))
     }
 
     public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
         try refuseWhileRecording("uploads host values to the device")
-        try base.upload(values, to: buffer)
+        try base.upload(values, to: stepMemory.canonical(buffer))
     }
 
     public func read(_ buffer: DeviceBuffer, into values: UnsafeMutableBufferPointer<Float>) throws {
         try refuseWhileRecording("reads device values on the host")
-        try base.read(buffer, into: values)
+        try base.read(stepMemory.canonical(buffer), into: values)
     }
 
     public func synchronize() throws {
@@ -48,8 +59,10 @@ public final class RecordingDevice: Device, @unchecked Sendable {
     }
 
     public func run(_ op: Op) throws {
-        try base.run(op)
-        lock.withLock { recorded?.append(op) }
+        let mapped = stepMemory.inUse && op.buffers.contains(where: { $0.pool === stepMemory.pool })
+            ? op.mapBuffers(stepMemory.canonical) : op
+        try base.run(mapped)
+        lock.withLock { recorded?.append(mapped) }
     }
 
     public func prepare(_ ops: [Op]) throws -> any PreparedOps { try base.prepare(ops) }
@@ -72,6 +85,56 @@ public final class RecordingDevice: Device, @unchecked Sendable {
             throw DeviceError.invalidArgument(
                 "a recorded training step \(what); a step must run on the device alone (upload inputs before it, read results after it)")
         }
+    }
+}
+
+/// The memory of recorded steps: a pool whose allocations are buffers of the base device ("canonical"
+/// buffers, found by handle). Tensors of a step being recorded get this pool's buffers; the ops run and
+/// recorded name the canonical ones, which the plans keep: none goes back to the base device while a plan
+/// holds it, and plans of one device share the memory (each replay writes what it reads).
+final class RecordingMemory: @unchecked Sendable {
+    final class Table: @unchecked Sendable {
+        let lock = NSLock()
+        var buffers: [UnsafeMutableRawPointer: DeviceBuffer] = [:]
+        /// The base device's views behind views of this pool's buffers, by handle.
+        var views: [UnsafeMutableRawPointer: DeviceBuffer] = [:]
+        var used = false
+    }
+    let table = Table()
+    let pool: BufferPool
+
+    init(base: any Device) {
+        let table = self.table
+        pool = BufferPool(
+            deviceName: "\(base.id) (recorded steps)", limitBytes: Int.max, cacheLimitBytes: Int.max,
+            allocate: { bytes in
+                guard let buffer = try? base.allocate(bytes / MemoryLayout<Float>.stride) else { return nil }
+                table.lock.withLock {
+                    table.buffers[buffer.handle] = buffer
+                    table.used = true
+                }
+                return buffer.handle
+            },
+            free: { handle, _ in table.lock.withLock { _ = table.buffers.removeValue(forKey: handle) } })
+    }
+
+    var inUse: Bool { table.lock.withLock { table.used } }
+
+    /// The base device's buffer behind a buffer of this pool (or behind a view of one); any other as it is.
+    func canonical(_ buffer: DeviceBuffer) -> DeviceBuffer {
+        guard buffer.pool === pool else { return buffer }
+        return table.lock.withLock { buffer.parent == nil ? table.buffers[buffer.handle] : table.views[buffer.handle] }
+            ?? buffer
+    }
+
+    /// A view of a buffer of this pool: `view` (the base device's view of its canonical buffer) wrapped so that
+    /// it keeps `buffer` in use, as a view must; otherwise the pool would hand its memory to the next
+    /// allocation while the view still reads it.
+    func wrap(_ view: DeviceBuffer, of buffer: DeviceBuffer) -> DeviceBuffer {
+        let table = self.table
+        table.lock.withLock { table.views[view.handle] = view }
+        return DeviceBuffer(viewOf: buffer, offset: view.offset, count: view.count, handle: view.handle,
+                            release: { handle in table.lock.withLock { _ = table.views.removeValue(forKey: handle) } })
     }
 }
 

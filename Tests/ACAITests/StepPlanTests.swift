@@ -154,3 +154,42 @@ final class StepPlanTests: XCTestCase {
         }
     }
 }
+
+/// The batched passes of ACAI (the decoder on [z; mixed], the critic on [x̂_α; blend]) against separate
+/// passes: every layer works per sample, so outputs and parameter gradients agree within the op tolerances.
+final class BatchedPassTests: XCTestCase {
+    func testOneDecoderPassOnTwoBatchesEqualsTwoPasses() throws {
+        let seed = TestRandom.seed(self)
+        try TestDevices.forEach { device in
+            let shape = ConvNetShape(width: 8, colors: 1, depth: 4, latent: 3, latentWidth: 2)
+            let decoder = try Decoder(name: "decoder", shape: shape, seed: seed, on: device)
+            let critic = try Encoder(name: "critic", shape: shape, seed: seed &+ 1, on: device)
+            let a = try Tensor.random([5, 2, 2, 3], .normal, seed: seed &+ 2, on: device)
+            let b = try Tensor.random([5, 2, 2, 3], .normal, seed: seed &+ 3, on: device)
+            let parameters = decoder.parameters + critic.parameters
+            func loss(_ images: Tensor, _ critiqued: Tensor) throws -> Tensor {
+                try images.squaredErrorMean() + critiqued.squaredErrorMean(perSampleMean: true)
+            }
+            // Separate passes: each half on its own, the losses summed.
+            let da = try decoder(a), db = try decoder(b)
+            let separate = try loss(da, try critic(da)) + loss(db, try critic(db))
+            let separateGradients = try gradients(of: separate, wrt: parameters)
+            // Batched: one pass of each network on both halves; the same loss over the halves.
+            let dab = try decoder(Tensor.concat([a, b]))
+            let cab = try critic(dab)
+            let batched = try dab.squaredErrorMean(samples: 0..<5) + cab.squaredErrorMean(samples: 0..<5, perSampleMean: true)
+                + dab.squaredErrorMean(samples: 5..<10) + cab.squaredErrorMean(samples: 5..<10, perSampleMean: true)
+            let batchedGradients = try gradients(of: batched, wrt: parameters)
+            assertClose(actual: try dab.toArray(), expected: (try da.toArray() + db.toArray()).map(Double.init),
+                        atol: 1e-6, rtol: 1e-5, context: "decoder outputs on \(device.id)")
+            assertClose(actual: [try batched.item()], expected: [Double(try separate.item())], atol: 1e-6, rtol: 1e-5,
+                        context: "losses on \(device.id)")
+            for (p, (g, h)) in zip(parameters, zip(batchedGradients, separateGradients)) {
+                let expected = try h.toArray()
+                let scale = (expected.map { Double($0 * $0) }.reduce(0, +) / Double(expected.count)).squareRoot()
+                assertClose(actual: try g.toArray(), expected: expected.map(Double.init), atol: 1e-5 * max(scale, 1e-6),
+                            rtol: 1e-4, context: "gradient of \(p.name) on \(device.id)")
+            }
+        }
+    }
+}
