@@ -108,6 +108,9 @@ public struct Checkpoint {
                 throw TrainingError.badCheckpoint("checkpoint \(path): tensor \(entry.name) \(entry.shape) does not match the model's \(name) \(tensor.shape)")
             }
             let n = tensor.count
+            if let bad = values[offset..<offset + n].firstIndex(where: { !$0.isFinite }) {
+                throw TrainingError.badCheckpoint("checkpoint \(path): tensor \(entry.name) holds \(values[bad]) at element \(bad - offset); a checkpoint must hold finite values")
+            }
             try tensor.device.write(Array(values[offset..<offset + n]), to: tensor.buffer)
             offset += n
         }

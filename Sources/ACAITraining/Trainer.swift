@@ -56,11 +56,15 @@ extension TrainOptions {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TrainingError.badCheckpoint("\(runFolder) is not a run folder: \(path) is missing")
         }
+        var options: TrainOptions
         do {
-            return try JSONDecoder().decode(TrainOptions.self, from: data)
+            options = try JSONDecoder().decode(TrainOptions.self, from: data)
         } catch {
             throw TrainingError.badCheckpoint("\(path) is not a valid options file: \(error)")
         }
+        // A run folder reads and writes only itself, wherever it has been moved or copied to.
+        options.out = runFolder
+        return options
     }
 }
 
@@ -75,6 +79,11 @@ public struct EvaluationRecord: Codable, Sendable {
     public var probeAccuracy: Double
     /// Mean of each loss over the steps logged since the previous evaluation.
     public var losses: [String: Double]
+    /// The process's resident memory and the device pool's live and cached bytes at the evaluation (absent
+    /// in runs made before they were logged).
+    public var residentBytes: Int?
+    public var deviceLiveBytes: Int?
+    public var deviceCachedBytes: Int?
 }
 
 /// `summary.json`: the final numbers of a run.
@@ -154,16 +163,14 @@ public final class Trainer {
     var lossCounts = 0
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
+    /// Held while the trainer lives: one process per run folder.
+    let lock: RunFolderLock
 
     /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
     public init(options: TrainOptions, device: any Device, data: any TrainingData, replaySteps: Bool = true,
                 log: @escaping (String) -> Void = { print($0) },
                 progress: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
-        guard options.kimg != nil || options.minutes != nil else {
-            throw TrainingError.badOption("give a training budget: --kimg N or --minutes M")
-        }
-        guard options.batch >= 2 else { throw TrainingError.badOption("--batch must be at least 2, got \(options.batch)") }
-        guard options.evalKimg > 0 else { throw TrainingError.badOption("--eval-kimg must be positive, got \(options.evalKimg)") }
+        try options.validate(imageShape: data.imageShape, device: device)
         let device = (device as? RecordingDevice) ?? RecordingDevice(base: device)
         self.device = device
         self.data = data
@@ -172,6 +179,12 @@ public final class Trainer {
         let fm = FileManager.default
         var options = options
         var resumeFrom: (Checkpoint.Header, [Float])?
+        do {
+            try fm.createDirectory(atPath: options.out, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError.io("cannot create run folder \(options.out): \(error)")
+        }
+        lock = try RunFolderLock(folder: options.out)
         if fm.fileExists(atPath: options.out + "/checkpoint.bin") || fm.fileExists(atPath: options.out + "/options.json") {
             guard options.resume else {
                 throw TrainingError.badOption("run folder \(options.out) already holds a run: pass --resume to continue it, or choose another --out")
@@ -185,11 +198,6 @@ public final class Trainer {
             resumeFrom = (loaded.header, loaded.values)
         } else if options.resume {
             throw TrainingError.badCheckpoint("--resume: no checkpoint at \(options.out)/checkpoint.bin")
-        }
-        do {
-            try fm.createDirectory(atPath: options.out, withIntermediateDirectories: true)
-        } catch {
-            throw TrainingError.io("cannot create run folder \(options.out): \(error)")
         }
         self.options = options
         model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
@@ -239,6 +247,14 @@ public final class Trainer {
         log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
             + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
         while budgetLeft() {
+            if StopRequest.signal != 0 {
+                try collectLosses()
+                try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+                throw TrainingError.interrupted(signal: StopRequest.signal, step: step, checkpoint: checkpointPath,
+                                                resume: "acai train --model \(options.model.rawValue) --out \(options.out) --resume"
+                                                    + (options.kimg.map { " --kimg \($0)" } ?? "")
+                                                    + (options.minutes.map { " --minutes \($0)" } ?? ""))
+            }
             let batch = data.next(options.batch)
             try trainingStep.run(images: batch.images, labels: batch.labels, imageShape: data.imageShape, random: &random)
             step += 1
@@ -287,6 +303,8 @@ public final class Trainer {
         }
         if let minutes = options.minutes { left = min(left ?? .infinity, minutes * 60 - elapsed) }
         if let left { line += "  ETA \(formatDuration(max(left, 0)))" }
+        let memory = device.memory
+        line += "  rss \(formatBytes(residentBytes()))  device \(formatBytes(memory.liveBytes)) live, \(formatBytes(memory.cachedBytes)) cached"
         if lossCounts > 0 {
             for key in lossSums.keys.sorted() { line += "  \(key) \(String(format: "%.4g", lossSums[key]! / Double(lossCounts)))" }
         }
@@ -332,7 +350,8 @@ public final class Trainer {
         lossCounts = 0
         let record = EvaluationRecord(step: step, samples: samples, seconds: elapsed, samplesPerSecond: rate,
                                       meanDistance: finite(score?.meanDistance), smoothness: finite(score?.smoothness),
-                                      probeAccuracy: accuracy, losses: losses)
+                                      probeAccuracy: accuracy, losses: losses, residentBytes: residentBytes(),
+                                      deviceLiveBytes: device.memory.liveBytes, deviceCachedBytes: device.memory.cachedBytes)
         records.append(record)
         try rewriteLogs()
         try writePictures(interpolation)
@@ -385,14 +404,17 @@ public final class Trainer {
     static let csvMetrics = ["mean_distance", "smoothness", "probe_accuracy"]
 
     func csvHeader(_ lossNames: [String]) -> String {
-        (["step", "samples", "kimg", "seconds", "samples_per_second"] + Self.csvMetrics + lossNames).joined(separator: ",")
+        (["step", "samples", "kimg", "seconds", "samples_per_second"] + Self.csvMetrics + lossNames
+            + ["rss_bytes", "device_live_bytes", "device_cached_bytes"]).joined(separator: ",")
     }
 
     func csvRow(_ r: EvaluationRecord, _ lossNames: [String]) -> String {
         func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
         return ([String(r.step), String(r.samples), String(Double(r.samples) / 1024), String(r.seconds),
                  String(r.samplesPerSecond), f(r.meanDistance), f(r.smoothness), String(r.probeAccuracy)]
-                + lossNames.map { f(r.losses[$0]) }).joined(separator: ",")
+                + lossNames.map { f(r.losses[$0]) }
+                + [r.residentBytes, r.deviceLiveBytes, r.deviceCachedBytes].map { $0.map(String.init) ?? "" })
+            .joined(separator: ",")
     }
 
     /// Both logs are rewritten whole and atomically after each evaluation: they are small, and the CSV's loss

@@ -111,8 +111,14 @@ struct Train: ParsableCommand {
         options.evalKimg = evalKimg
         options.resume = resume
         let trainer = try Trainer(options: options, device: try device.make(), data: trainingData)
-        let summary = try trainer.run()
-        print(formatSummary(summary))
+        StopRequest.install()
+        do {
+            print(formatSummary(try trainer.run()))
+        } catch let TrainingError.interrupted(signal, step, checkpoint, resume) {
+            FileHandle.standardError.write(Data((TrainingError.interrupted(signal: signal, step: step, checkpoint: checkpoint,
+                                                                           resume: resume).description + "\n").utf8))
+            throw ExitCode(128 + signal)
+        }
     }
 }
 

@@ -45,6 +45,11 @@ final class TrainerTests: XCTestCase {
     }
 
     func options(_ kind: ModelKind, out: String, samples: Int) -> TrainOptions {
+        Self.options(kind, out: out, samples: samples)
+    }
+
+    /// A tiny run: batch 8, evaluations every 16 samples, no progress lines.
+    static func options(_ kind: ModelKind, out: String, samples: Int) -> TrainOptions {
         var o = TrainOptions(model: kind, config: ModelTests.tinyConfig(kind), out: out)
         o.batch = 8
         o.kimg = Double(samples) / 1024
