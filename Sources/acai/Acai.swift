@@ -1,4 +1,6 @@
 import ACAI
+import ACAIModels
+import ACAITraining
 import ArgumentParser
 import Foundation
 import Logging
@@ -17,7 +19,7 @@ struct Acai: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acai",
         abstract: "Train autoencoders on OpenCL or the CPU and measure how well they interpolate (ACAI, Berthelot et al. 2018).",
-        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, Devices.self, Bench.self])
+        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, CheckRun.self, Devices.self, Bench.self])
 }
 
 /// Options every command that computes shares.
@@ -34,6 +36,19 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
+struct CheckRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-run",
+        abstract: "Check that every file of a run folder is whole and parses (checkpoint, logs, summary, pictures).")
+
+    @Option(name: .customLong("run"), help: "The run folder.") var runFolder: String
+
+    func run() throws {
+        let checked = try RunFolderCheck.verify(runFolder)
+        print("\(runFolder): \(checked.joined(separator: ", ")) whole")
+    }
+}
+
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List every OpenCL platform and device and the CPU device, and say which one 'auto' picks.")
@@ -46,7 +61,7 @@ struct Devices: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that ship with the project.",
-        subcommands: [BenchOps.self, BenchTrain.self, BenchLines.self])
+        subcommands: [BenchOps.self, BenchTrain.self, BenchLines.self, BenchSoak.self])
 }
 
 struct BenchOps: ParsableCommand {
@@ -78,5 +93,36 @@ struct BenchOps: ParsableCommand {
         }
         for device in list { print("device \(device.id): \(device.description)") }
         print(report.markdown())
+    }
+}
+
+struct BenchSoak: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soak",
+        abstract: "Train for a long time and watch memory: RSS and device bytes must stay within 5% after the first evaluation (soak.csv, soak.png).")
+
+    @Option(help: "Minutes of training.") var minutes: Double = 60
+    @Option(name: .customLong("sample-seconds"), help: "Seconds between memory samples.") var sampleSeconds: Double = 60
+    @Option(name: .customLong("eval-kimg"), help: "Evaluate every this many kimg.") var evalKimg: Double = 64
+    @Option(help: "Model.") var model: ModelKind = .acai
+    @Option(help: "Run folder for the soak run.") var out = "runs/soak"
+    @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        guard minutes.isFinite, minutes > 0, minutes <= 60 * 24 * 7 else { throw ValidationError("--minutes must be in (0, 10080], got \(minutes)") }
+        guard sampleSeconds.isFinite, sampleSeconds > 0, sampleSeconds < minutes * 60 else {
+            throw ValidationError("--sample-seconds must be positive and shorter than the run, got \(sampleSeconds)")
+        }
+        guard evalKimg.isFinite, evalKimg > 0 else { throw ValidationError("--eval-kimg must be positive, got \(evalKimg)") }
+    }
+
+    func run() throws {
+        let r = try SoakBenchmark.run(model: model, minutes: minutes, sampleSeconds: sampleSeconds, evalKimg: evalKimg,
+                                      device: try device.make(), out: out) { print($0) }
+        func mib(_ v: Int?) -> String { v.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "-" }
+        print("soak: \(r.samples.count) samples; after the first evaluation RSS \(mib(r.baseline?.residentBytes)) grew at most "
+              + "\(String(format: "%.2f", r.residentGrowth * 100))%, device live \(mib(r.baseline?.deviceLiveBytes)) at most "
+              + "\(String(format: "%.2f", r.deviceGrowth * 100))% (limit \(Int(r.tolerance * 100))%); \(out)/soak.csv, \(out)/soak.png")
+        if !r.passed { throw ValidationError("memory grew past \(Int(r.tolerance * 100))% during the soak") }
     }
 }
