@@ -30,15 +30,18 @@ final class LossAccumulator {
     /// Counts a step whose losses were added (by running or replaying it).
     func countStep() { steps += 1 }
 
-    /// Reads the sums (one wait for the device), clears them, and returns them with the step count.
-    func collect() throws -> (sums: [String: Double], steps: Int) {
+    /// Reads the sums (one wait for the device) and returns them with the step count; `clear` then starts
+    /// new sums.
+    func collect(clear: Bool) throws -> (sums: [String: Double], steps: Int) {
         guard steps > 0 else { return ([:], 0) }
         let values = try device.read(sums)
         var out: [String: Double] = [:]
         for (i, name) in names.enumerated() { out[name] = Double(values[i]) }
         let counted = steps
-        steps = 0
-        try device.run(.fill(out: sums, value: 0))
+        if clear {
+            steps = 0
+            try device.run(.fill(out: sums, value: 0))
+        }
         return (out, counted)
     }
 }

@@ -41,7 +41,7 @@ public enum TrainBenchmark {
             try step.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)
         }
         for i in 0..<warmup { try run(i) }
-        _ = try step.collect()
+        _ = try step.collect(clear: true)
         var samples: [Double] = []
         var launches = 0, waits = 0
         var hostNanoseconds: UInt64 = 0
@@ -55,7 +55,7 @@ public enum TrainBenchmark {
             }
             launches += base.launchCount - launchesBefore
             waits += base.synchronizationCount - waitsBefore
-            _ = try step.collect()  // the one wait of the window: what a progress line costs
+            _ = try step.collect(clear: true)  // the one wait of the window: what a progress line costs
             samples.append(Double(monotonicNanoseconds() - start) / 1e6 / Double(stepsPerWindow))
         }
         let median = samples.sorted()[samples.count / 2]

@@ -165,6 +165,8 @@ public final class Trainer {
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
     /// Held while the trainer lives: one process per run folder.
     let lock: RunFolderLock
+    /// Whether the model came from the run folder's checkpoint.
+    public private(set) var restored = false
 
     /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
     public init(options: TrainOptions, device: any Device, data: any TrainingData, replaySteps: Bool = true,
@@ -185,6 +187,13 @@ public final class Trainer {
             throw TrainingError.io("cannot create run folder \(options.out): \(error)")
         }
         lock = try RunFolderLock(folder: options.out)
+        if options.resume, !fm.fileExists(atPath: options.out + "/checkpoint.bin"),
+           fm.fileExists(atPath: options.out + "/options.json") {
+            // Stopped before its first checkpoint: there is nothing to resume, so the run starts over.
+            log("no checkpoint in \(options.out) yet: starting the run from the beginning")
+            for file in ["options.json", "metrics.csv", "metrics.jsonl"] { try? fm.removeItem(atPath: options.out + "/" + file) }
+            options.resume = false
+        }
         if fm.fileExists(atPath: options.out + "/checkpoint.bin") || fm.fileExists(atPath: options.out + "/options.json") {
             guard options.resume else {
                 throw TrainingError.badOption("run folder \(options.out) already holds a run: pass --resume to continue it, or choose another --out")
@@ -212,6 +221,7 @@ public final class Trainer {
 
         if let (header, values) = resumeFrom {
             try Checkpoint.restore(header, values: values, into: model, path: checkpointPath)
+            restored = true
             step = header.step
             samples = header.samples
             random = header.random
@@ -269,13 +279,13 @@ public final class Trainer {
             }
             if samples - lastEvaluationSamples >= evalEvery {
                 lastEvaluationSamples = samples - samples % evalEvery
-                try collectLosses()
+                try collectLosses(clear: true)
                 try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
                 try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
             }
         }
         if records.last?.samples != samples {
-            try collectLosses()
+            try collectLosses(clear: true)
             try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
             try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
         }
@@ -311,11 +321,13 @@ public final class Trainer {
         return line
     }
 
-    /// Reads the device's loss sums back (one wait for the device per progress line or evaluation) and stops
-    /// on NaN or infinity. The losses of every step count; a non-finite one is seen at the next read-back,
-    /// at most `progressSeconds` of training after it happened.
-    func collectLosses() throws {
-        let (names, sums, count) = try trainingStep.collect()
+    /// Reads the device's loss sums of the current evaluation interval (one wait for the device per progress
+    /// line or evaluation) and stops on NaN or infinity. The sums run over the whole interval on the device and
+    /// are cleared only at evaluations (`clear`), so a logged mean does not depend on when progress lines
+    /// happened to read them. A non-finite loss is seen at the next read-back, at most `progressSeconds` of
+    /// training after it happened.
+    func collectLosses(clear: Bool = false) throws {
+        let (names, sums, count) = try trainingStep.collect(clear: clear)
         guard count > 0 else { return }
         for name in names {
             let v = sums[name] ?? .nan
@@ -323,9 +335,9 @@ public final class Trainer {
                 let kept = FileManager.default.fileExists(atPath: checkpointPath) ? checkpointPath : nil
                 throw TrainingError.nonFinite(loss: name, value: Float(v), step: step, checkpoint: kept)
             }
-            lossSums[name, default: 0] += v
         }
-        lossCounts += count
+        lossSums = sums
+        lossCounts = count
     }
 
     /// Lines metrics, probe accuracy, pictures, logs and the curves plot.
@@ -492,6 +504,9 @@ public func formatDuration(_ seconds: Double) -> String {
 extension Trainer {
     /// Evaluates the restored model and writes its pictures, without training or touching the logs.
     public func drawAndScore() throws {
+        guard restored else {
+            throw TrainingError.badCheckpoint("\(options.out) has no checkpoint to draw from (\(checkpointPath) is missing)")
+        }
         let interpolation = try protocolSpec.interpolate(model, images: testImages, random: &evaluationRandom)
         try writePictures(interpolation)
         if let metric {

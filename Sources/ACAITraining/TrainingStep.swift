@@ -41,10 +41,11 @@ final class TrainingStep {
         accumulator?.countStep()
     }
 
-    /// The loss sums and step count since the last call (one wait for the device).
-    func collect() throws -> (names: [String], sums: [String: Double], steps: Int) {
+    /// The loss sums and step count since they were last cleared (one wait for the device); `clear` starts
+    /// new sums.
+    func collect(clear: Bool) throws -> (names: [String], sums: [String: Double], steps: Int) {
         guard let accumulator else { return ([], [:], 0) }
-        let (sums, steps) = try accumulator.collect()
+        let (sums, steps) = try accumulator.collect(clear: clear)
         return (accumulator.names, sums, steps)
     }
 }

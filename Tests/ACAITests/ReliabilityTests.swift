@@ -116,7 +116,7 @@ final class ReliabilityTests: XCTestCase {
         try trainer(o).drawAndScore()
         XCTAssertFalse(FileManager.default.fileExists(atPath: original), "nothing is written to the original folder")
         try FileManager.default.removeItem(atPath: copy + "/checkpoint.bin")
-        XCTAssertThrowsError(try trainer(o)) { error in
+        XCTAssertThrowsError(try trainer(o).drawAndScore()) { error in
             XCTAssertTrue("\(error)".contains(copy + "/checkpoint.bin"), "the copy's own checkpoint is missing: \(error)")
         }
     }
