@@ -166,25 +166,35 @@ __kernel void conv_fwd_direct(__global const float* restrict X, __global const f
     const int h = row - n * H;
     const float b = hasBias ? bias[co] : 0.0f;
     __global float* yrow = Y + row * W * COUT + co;
-    for (int w = 0; w < W; ++w) {
-        CT acc = (CT)(0.0f);
+    // Four pixels at a time: independent accumulators, so the FMA latency is hidden when the sum is short.
+    for (int w0 = 0; w0 < W; w0 += 4) {
+        CT acc[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) acc[u] = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
             const int hh = h + kh - P;
             if (hh < 0 || hh >= H) continue;
             for (int kw = 0; kw < KS; ++kw) {
-                const int ww = w + kw - P;
-                if (ww < 0 || ww >= W) continue;
-                const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
                 const __global float* wr = Wf + (kh * KS + kw) * CIN * COUT + co;
-                for (int ci = 0; ci < CIN; ci += VC)
-                    acc = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc);
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const int ww = w0 + u + kw - P;
+                    if (w0 + u >= W || ww < 0 || ww >= W) continue;
+                    const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
+                    for (int ci = 0; ci < CIN; ci += VC)
+                        acc[u] = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc[u]);
+                }
             }
         }
-        float out = VEC_SUM(VC, acc) + b;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            if (w0 + u >= W) break;
+            float out = VEC_SUM(VC, acc[u]) + b;
 #if ACT
-        out = LEAKY(out, alpha);
+            out = LEAKY(out, alpha);
 #endif
-        yrow[w * COUT] = out;
+            yrow[(w0 + u) * COUT] = out;
+        }
     }
 }
 
@@ -201,27 +211,37 @@ __kernel void conv_dx_narrow(__global const float* restrict dY, __global const f
     if (row >= NB * H) return;
     const int n = row / H;
     const int h = row - n * H;
-    for (int w = 0; w < W; ++w) {
-        CT acc = (CT)(0.0f);
+    // Four pixels at a time, as in conv_fwd_direct.
+    for (int w0 = 0; w0 < W; w0 += 4) {
+        CT acc[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) acc[u] = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
             const int hh = h - kh + P;
             if (hh < 0 || hh >= H) continue;
             for (int kw = 0; kw < KS; ++kw) {
-                const int ww = w - kw + P;
-                if (ww < 0 || ww >= W) continue;
-                const int q = ((n * H + hh) * W + ww) * COUT;
                 const __global float* wt = Wf + ((kh * KS + kw) * CIN + ci0) * COUT;
 #pragma unroll
-                for (int co = 0; co < COUT; ++co) {
-                    float g = dY[q + co];
+                for (int u = 0; u < 4; ++u) {
+                    const int ww = w0 + u - kw + P;
+                    if (w0 + u >= W || ww < 0 || ww >= W) continue;
+                    const int q = ((n * H + hh) * W + ww) * COUT;
+#pragma unroll
+                    for (int co = 0; co < COUT; ++co) {
+                        float g = dY[q + co];
 #if MASK
-                    g = MASKED(g, Yout[q + co], alpha);
+                        g = MASKED(g, Yout[q + co], alpha);
 #endif
-                    acc = fma((CT)(g), load_strided(wt + co), acc);
+                        acc[u] = fma((CT)(g), load_strided(wt + co), acc[u]);
+                    }
                 }
             }
         }
-        VEC_STORE(VC, acc, dX + (row * W + w) * CIN + ci0);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            if (w0 + u >= W) break;
+            VEC_STORE(VC, acc[u], dX + (row * W + w0 + u) * CIN + ci0);
+        }
     }
 }
 
@@ -531,16 +551,17 @@ __kernel void conv_dw_vec(__global const float* restrict X, __global const float
     if (g == KS * KS * cib) {
         float tot = 0.0f;
         for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
-            float acc = 0.0f;
+            // Four interleaved partial sums (independent adds), combined in a fixed order.
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             const int r1 = min(rowEnd, r0 + rowsPerSum);
             for (int e = r0 * W; e < r1 * W; ++e) {
                 float d = dY[e * COUT + co];
 #if MASK
                 d = MASKED(d, Yout[e * COUT + co], alpha);
 #endif
-                acc += d;
+                acc[e & 3] += d;
             }
-            tot += acc;
+            tot += (acc[0] + acc[1]) + (acc[2] + acc[3]);
         }
         __global float* db = chunks == 1 ? dB : out + KS * KS * CIN * COUT;
         db[co] = accumulate ? db[co] + tot : tot;
@@ -565,13 +586,29 @@ __kernel void conv_dw_vec(__global const float* restrict X, __global const float
 #if MASK
             const __global float* yr = Yout + row * W * COUT + co;
 #endif
-            for (int w = wBegin; w < wEnd; ++w) {
+            // Four pixels at a time into independent accumulators (a single one would wait on each FMA).
+            CT a4[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) a4[u] = (CT)(0.0f);
+            int w = wBegin;
+            for (; w + 4 <= wEnd; w += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    float gv = dyr[(w + u) * COUT];
+#if MASK
+                    gv = MASKED(gv, yr[(w + u) * COUT], alpha);
+#endif
+                    a4[u] = fma(VEC_LOAD(VC, xr + (w + u) * CIN), (CT)(gv), a4[u]);
+                }
+            }
+            for (; w < wEnd; ++w) {
                 float gv = dyr[w * COUT];
 #if MASK
                 gv = MASKED(gv, yr[w * COUT], alpha);
 #endif
-                acc = fma(VEC_LOAD(VC, xr + w * CIN), (CT)(gv), acc);
+                a4[0] = fma(VEC_LOAD(VC, xr + w * CIN), (CT)(gv), a4[0]);
             }
+            acc += (a4[0] + a4[1]) + (a4[2] + a4[3]);
         }
         tot += acc;
     }
