@@ -1,10 +1,13 @@
 // 2-D convolution, NHWC input, HWIO filter w [KS, KS, CIN, COUT], stride 1, 'same' zero padding, with the
 // bias and activation fused in: y = act(conv(x, w) + bias), act = identity or leaky ReLU (slope alpha).
 //
-// Every kernel reads the unpadded input and treats taps outside the image as zero (bounds checks in the
-// kernel: no padded copy, no extra launch), and reads the filter in its HWIO layout (no transposed or
-// flipped copy). One op is one launch on CPU devices; GPUs may add one pass that sums split-K slices or
-// pixel chunks (conv_sum_slices, conv_sum_chunks), because they need many work-groups.
+// Every kernel reads the unpadded input and treats taps outside the image as zero, with no padded copy and
+// no extra launch: the register-blocked kernels point a row's out-of-image tap at Z, a buffer of zeros the
+// host keeps (so their inner loops are those of a padded image, with no per-element test), the others test
+// the tap or clip their loops. The filter is read in its HWIO layout (no transposed or flipped copy launched;
+// conv_dx_blocked copies its block into private memory). One op is one launch on CPU devices when the channels
+// fill whole vector blocks; GPUs may add one pass that sums split-K slices or pixel chunks (conv_sum_slices,
+// conv_sum_chunks), because they need many work-groups.
 //   y[p, co]  = act(bias[co] + sum over taps t = (kh, kw) inside the image and ci of
 //               x[p + (kh - P, kw - P), ci] * w[t, ci, co])
 //   g[p, co]  = dy[p, co] * act'(y[p, co])       (act' = 1 where y > 0, alpha elsewhere; from the saved y)
@@ -15,9 +18,10 @@
 //   work-item, VW-wide accumulators); the host launches one work-item per column block it covers.
 // - conv_fwd_direct: one output channel of one image row per work-item; for few output channels (e.g. 1)
 //   and the channels left over by the blocked kernel.
-// - conv_dx_nt: the input gradient as dot products along co, which is contiguous in both g and the HWIO
-//   filter (so the filter needs no flip or transpose); RM pixels x RN input channels per work-item.
-//   conv_dx_narrow: the same for fewer than 4 output channels, vectorised over ci instead.
+// - conv_dx_blocked: the input gradient as conv_fwd_blocked's product of g with the flipped filter, which
+//   each work-item copies (its column block) into private memory; conv_dx_nt: dot products along co, which
+//   is contiguous in both g and the HWIO filter, for many output channels and leftover columns;
+//   conv_dx_narrow: for fewer than 4 output channels, vectorised over ci.
 // - conv_dw_blocked (vectors over co) and conv_dw_vec (vectors over ci): the filter gradient, each
 //   work-item summing the pixels of one chunk of image rows; one extra row of work-items sums db.
 // - conv_fwd_tiled: local-memory tiles for GPUs, forward and (FLIP=1) input gradient.
@@ -64,7 +68,8 @@
 #define SPLIT_PIXEL(p, n, h, w) \
     do { (w) = (p) % W; const int t_ = (p) / W; (h) = t_ % H; (n) = t_ / H; } while (0)
 
-__kernel void conv_fwd_blocked(__global const float* restrict X, __global const float* restrict Wf,
+__kernel void conv_fwd_blocked(__global const float* restrict X, __global const float* restrict Z,
+                               __global const float* restrict Wf,
                                __global const float* restrict bias, __global float* restrict Y, const int NB,
                                const int H, const int W, const int CIN, const int COUT, const int hasBias,
                                const float alpha) {
@@ -86,15 +91,13 @@ __kernel void conv_fwd_blocked(__global const float* restrict X, __global const 
 
     for (int kh = 0; kh < KS; ++kh) {
         for (int kw = 0; kw < KS; ++kw) {
-            // Per row: the tap's input pixel, clamped to a valid address, and whether it is in the image
-            // (outside, the loaded value is replaced by 0: a select, not a branch, in the inner loop).
-            int xo[RM];
-            bool in[RM];
+            // Per row: the tap's input pixel, or Z (CIN zeros) when it lies outside the image, so that the
+            // inner loop is the same as over a zero-padded image.
+            const __global float* xr[RM];
 #pragma unroll
             for (int r = 0; r < RM; ++r) {
                 const int hh = ph[r] + kh - P, ww = pw[r] + kw - P;
-                in[r] = hh >= 0 && hh < H && ww >= 0 && ww < W;
-                xo[r] = in[r] ? ((pn[r] * H + hh) * W + ww) * CIN : 0;
+                xr[r] = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? X + ((pn[r] * H + hh) * W + ww) * CIN : Z;
             }
             const __global float* wp = Wf + (kh * KS + kw) * CIN * COUT + j0;
             for (int ci = 0; ci < CIN; ++ci) {
@@ -104,8 +107,7 @@ __kernel void conv_fwd_blocked(__global const float* restrict X, __global const 
                 wp += COUT;
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
-                    const float xv = X[xo[r] + ci];
-                    const VT a = (VT)(in[r] ? xv : 0.0f);
+                    const VT a = (VT)(xr[r][ci]);
 #pragma unroll
                     for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
                 }
@@ -142,6 +144,8 @@ __kernel void conv_fwd_blocked(__global const float* restrict X, __global const 
 inline CT load_strided(const __global float* p) {
 #if VC == 1
     return *p;
+#elif WS == 1
+    return VEC_LOAD(VC, p);
 #else
     float t[VC];
 #pragma unroll
@@ -162,25 +166,35 @@ __kernel void conv_fwd_direct(__global const float* restrict X, __global const f
     const int h = row - n * H;
     const float b = hasBias ? bias[co] : 0.0f;
     __global float* yrow = Y + row * W * COUT + co;
-    for (int w = 0; w < W; ++w) {
-        CT acc = (CT)(0.0f);
+    // Four pixels at a time: independent accumulators, so the FMA latency is hidden when the sum is short.
+    for (int w0 = 0; w0 < W; w0 += 4) {
+        CT acc[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) acc[u] = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
             const int hh = h + kh - P;
             if (hh < 0 || hh >= H) continue;
             for (int kw = 0; kw < KS; ++kw) {
-                const int ww = w + kw - P;
-                if (ww < 0 || ww >= W) continue;
-                const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
                 const __global float* wr = Wf + (kh * KS + kw) * CIN * COUT + co;
-                for (int ci = 0; ci < CIN; ci += VC)
-                    acc = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc);
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const int ww = w0 + u + kw - P;
+                    if (w0 + u >= W || ww < 0 || ww >= W) continue;
+                    const __global float* xr = X + ((n * H + hh) * W + ww) * CIN;
+                    for (int ci = 0; ci < CIN; ci += VC)
+                        acc[u] = fma(VEC_LOAD(VC, xr + ci), load_strided(wr + ci * COUT), acc[u]);
+                }
             }
         }
-        float out = VEC_SUM(VC, acc) + b;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            if (w0 + u >= W) break;
+            float out = VEC_SUM(VC, acc[u]) + b;
 #if ACT
-        out = LEAKY(out, alpha);
+            out = LEAKY(out, alpha);
 #endif
-        yrow[w * COUT] = out;
+            yrow[(w0 + u) * COUT] = out;
+        }
     }
 }
 
@@ -197,38 +211,136 @@ __kernel void conv_dx_narrow(__global const float* restrict dY, __global const f
     if (row >= NB * H) return;
     const int n = row / H;
     const int h = row - n * H;
-    for (int w = 0; w < W; ++w) {
-        CT acc = (CT)(0.0f);
+    // Four pixels at a time, as in conv_fwd_direct.
+    for (int w0 = 0; w0 < W; w0 += 4) {
+        CT acc[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) acc[u] = (CT)(0.0f);
         for (int kh = 0; kh < KS; ++kh) {
             const int hh = h - kh + P;
             if (hh < 0 || hh >= H) continue;
             for (int kw = 0; kw < KS; ++kw) {
-                const int ww = w - kw + P;
-                if (ww < 0 || ww >= W) continue;
-                const int q = ((n * H + hh) * W + ww) * COUT;
                 const __global float* wt = Wf + ((kh * KS + kw) * CIN + ci0) * COUT;
 #pragma unroll
-                for (int co = 0; co < COUT; ++co) {
-                    float g = dY[q + co];
+                for (int u = 0; u < 4; ++u) {
+                    const int ww = w0 + u - kw + P;
+                    if (w0 + u >= W || ww < 0 || ww >= W) continue;
+                    const int q = ((n * H + hh) * W + ww) * COUT;
+#pragma unroll
+                    for (int co = 0; co < COUT; ++co) {
+                        float g = dY[q + co];
 #if MASK
-                    g = MASKED(g, Yout[q + co], alpha);
+                        g = MASKED(g, Yout[q + co], alpha);
 #endif
-                    acc = fma((CT)(g), load_strided(wt + co), acc);
+                        acc[u] = fma((CT)(g), load_strided(wt + co), acc[u]);
+                    }
                 }
             }
         }
-        VEC_STORE(VC, acc, dX + (row * W + w) * CIN + ci0);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            if (w0 + u >= W) break;
+            VEC_STORE(VC, acc[u], dX + (row * W + w0 + u) * CIN + ci0);
+        }
     }
 }
 
-// The input gradient: work-item (ci block, pixel block) computes dx for RM pixels x RN input channels as
-// VK-wide dot products along co (COUT a multiple of VK) of g rows and filter rows w[t, ci, :], both
-// contiguous, with MASK applying act'(y) to each dy vector as it is loaded.
-__kernel void conv_dx_nt(__global const float* restrict dY, __global const float* restrict Wf,
-                         __global const float* restrict Yout, __global float* restrict dX, const int NB,
-                         const int H, const int W, const int CIN, const int COUT, const float alpha) {
+// The input gradient as the forward product of g (dy masked by act'(y)) with the flipped, in/out-swapped
+// filter B[(t', c), j] = w[KS·KS-1-t', j, c]: output pixel p reads g at p + (kh' - P, kw' - P) through tap
+// t' = (kh', kw'). Reading B straight from w would be a strided gather in the inner loop, so each work-item
+// first copies its column block of B for all taps (KS·KS·WS x VW·NV floats, WS = the layer's cout, a build
+// option) into private memory and then computes RB blocks of RM pixels with the inner loop of conv_fwd_blocked,
+// which amortises the copy. Here CIN is the layer's cin: the output channels.
+#ifndef RB
+#define RB 1
+#endif
+__kernel void conv_dx_blocked(__global const float* restrict dY, __global const float* restrict Z,
+                              __global const float* restrict Wf, __global const float* restrict Yout,
+                              __global float* restrict dX, const int NB, const int H, const int W, const int CIN,
+                              const float alpha) {
     const int M = NB * H * W;
-    const int ci0 = get_global_id(0) * RN;
+    const int j0 = get_global_id(0) * (VW * NV);
+    const int firstBlock = get_global_id(1) * RB;
+    if (firstBlock * RM >= M) return;
+
+    float bt[KS * KS * WS * VW * NV];
+    for (int t = 0; t < KS * KS; ++t) {
+        for (int lane = 0; lane < VW * NV; ++lane) {
+            const __global float* src = Wf + ((KS * KS - 1 - t) * CIN + j0 + lane) * WS;
+            for (int c = 0; c < WS; ++c) bt[(t * WS + c) * (VW * NV) + lane] = src[c];
+        }
+    }
+
+    for (int blk = firstBlock; blk < firstBlock + RB; ++blk) {
+        const int i0 = blk * RM;
+        if (i0 >= M) break;
+        int pn[RM], ph[RM], pw[RM];
+#pragma unroll
+        for (int r = 0; r < RM; ++r) SPLIT_PIXEL(min(i0 + r, M - 1), pn[r], ph[r], pw[r]);
+        VT acc[RM][NV];
+#pragma unroll
+        for (int r = 0; r < RM; ++r)
+#pragma unroll
+            for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
+
+        for (int kh = 0; kh < KS; ++kh) {
+            for (int kw = 0; kw < KS; ++kw) {
+                // g rows of the tap, or Z (WS zeros) outside the image, as in conv_fwd_blocked.
+                const __global float* gr[RM];
+#if MASK
+                const __global float* yr[RM];
+#endif
+#pragma unroll
+                for (int r = 0; r < RM; ++r) {
+                    const int hh = ph[r] + kh - P, ww = pw[r] + kw - P;
+                    const bool in = hh >= 0 && hh < H && ww >= 0 && ww < W;
+                    const int q = ((pn[r] * H + hh) * W + ww) * WS;
+                    gr[r] = in ? dY + q : Z;
+#if MASK
+                    yr[r] = in ? Yout + q : Z;
+#endif
+                }
+                const float* bp = bt + (kh * KS + kw) * WS * (VW * NV);
+                for (int c = 0; c < WS; ++c) {
+                    VT b[NV];
+#pragma unroll
+                    for (int v = 0; v < NV; ++v) b[v] = VEC_LOAD(VW, bp + v * VW);
+                    bp += VW * NV;
+#pragma unroll
+                    for (int r = 0; r < RM; ++r) {
+                        float g = gr[r][c];
+#if MASK
+                        g = MASKED(g, yr[r][c], alpha);
+#endif
+                        const VT a = (VT)(g);
+#pragma unroll
+                        for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < RM; ++r) {
+            if (i0 + r < M) {
+#pragma unroll
+                for (int v = 0; v < NV; ++v) VEC_STORE(VW, acc[r][v], dX + (i0 + r) * CIN + j0 + v * VW);
+            }
+        }
+    }
+}
+
+// The input gradient as dot products: work-item (ci block, pixel block) computes dx for RM pixels x RN input
+// channels from ciBegin on as VK-wide dot products along co (COUT a multiple of VK) of g rows and filter rows
+// w[t, ci, :], both contiguous, with MASK applying act'(y) to each dy vector as it is loaded. No copy of the
+// filter is needed, but each output ends in a horizontal sum: this pays for many output channels (COUT >= 128)
+// and serves the columns conv_dx_blocked leaves over.
+__kernel void conv_dx_nt(__global const float* restrict dY, __global const float* restrict Z,
+                         __global const float* restrict Wf,
+                         __global const float* restrict Yout, __global float* restrict dX, const int NB,
+                         const int H, const int W, const int CIN, const int COUT, const int ciBegin,
+                         const float alpha) {
+    const int M = NB * H * W;
+    const int ci0 = ciBegin + get_global_id(0) * RN;
     const int i0 = get_global_id(1) * RM;
     if (i0 >= M) return;
     int pn[RM], ph[RM], pw[RM];
@@ -246,14 +358,21 @@ __kernel void conv_dx_nt(__global const float* restrict dY, __global const float
 
     for (int kh = 0; kh < KS; ++kh) {
         for (int kw = 0; kw < KS; ++kw) {
-            // Output pixel q = p - (kh - P, kw - P) read input pixel p through tap (kh, kw).
-            int qo[RM];
-            bool in[RM];
+            // Output pixel q = p - (kh - P, kw - P) read input pixel p through tap (kh, kw); outside the image
+            // the row reads Z (COUT zeros; masked or not, a zero gradient contributes nothing).
+            const __global float* gr[RM];
+#if MASK
+            const __global float* yr[RM];
+#endif
 #pragma unroll
             for (int r = 0; r < RM; ++r) {
                 const int hh = ph[r] - kh + P, ww = pw[r] - kw + P;
-                in[r] = hh >= 0 && hh < H && ww >= 0 && ww < W;
-                qo[r] = in[r] ? ((pn[r] * H + hh) * W + ww) * COUT : 0;
+                const bool in = hh >= 0 && hh < H && ww >= 0 && ww < W;
+                const int q = ((pn[r] * H + hh) * W + ww) * COUT;
+                gr[r] = in ? dY + q : Z;
+#if MASK
+                yr[r] = in ? Yout + q : Z;
+#endif
             }
             const __global float* wt = Wf + (kh * KS + kw) * CIN * COUT;
             for (int co = 0; co < COUT; co += VK) {
@@ -262,11 +381,10 @@ __kernel void conv_dx_nt(__global const float* restrict dY, __global const float
                 for (int j = 0; j < RN; ++j) b[j] = VEC_LOAD(VK, wt + cir[j] * COUT + co);
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
-                    KT a = VEC_LOAD(VK, dY + qo[r] + co);
+                    KT a = VEC_LOAD(VK, gr[r] + co);
 #if MASK
-                    a = MASKED(a, VEC_LOAD(VK, Yout + qo[r] + co), alpha);
+                    a = MASKED(a, VEC_LOAD(VK, yr[r] + co), alpha);
 #endif
-                    if (!in[r]) a = (KT)(0.0f);
 #pragma unroll
                     for (int j = 0; j < RN; ++j) acc[r][j] = fma(a, b[j], acc[r][j]);
                 }
@@ -433,16 +551,17 @@ __kernel void conv_dw_vec(__global const float* restrict X, __global const float
     if (g == KS * KS * cib) {
         float tot = 0.0f;
         for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
-            float acc = 0.0f;
+            // Four interleaved partial sums (independent adds), combined in a fixed order.
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             const int r1 = min(rowEnd, r0 + rowsPerSum);
             for (int e = r0 * W; e < r1 * W; ++e) {
                 float d = dY[e * COUT + co];
 #if MASK
                 d = MASKED(d, Yout[e * COUT + co], alpha);
 #endif
-                acc += d;
+                acc[e & 3] += d;
             }
-            tot += acc;
+            tot += (acc[0] + acc[1]) + (acc[2] + acc[3]);
         }
         __global float* db = chunks == 1 ? dB : out + KS * KS * CIN * COUT;
         db[co] = accumulate ? db[co] + tot : tot;
@@ -467,13 +586,29 @@ __kernel void conv_dw_vec(__global const float* restrict X, __global const float
 #if MASK
             const __global float* yr = Yout + row * W * COUT + co;
 #endif
-            for (int w = wBegin; w < wEnd; ++w) {
+            // Four pixels at a time into independent accumulators (a single one would wait on each FMA).
+            CT a4[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) a4[u] = (CT)(0.0f);
+            int w = wBegin;
+            for (; w + 4 <= wEnd; w += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    float gv = dyr[(w + u) * COUT];
+#if MASK
+                    gv = MASKED(gv, yr[(w + u) * COUT], alpha);
+#endif
+                    a4[u] = fma(VEC_LOAD(VC, xr + (w + u) * CIN), (CT)(gv), a4[u]);
+                }
+            }
+            for (; w < wEnd; ++w) {
                 float gv = dyr[w * COUT];
 #if MASK
                 gv = MASKED(gv, yr[w * COUT], alpha);
 #endif
-                acc = fma(VEC_LOAD(VC, xr + w * CIN), (CT)(gv), acc);
+                a4[0] = fma(VEC_LOAD(VC, xr + w * CIN), (CT)(gv), a4[0]);
             }
+            acc += (a4[0] + a4[1]) + (a4[2] + a4[3]);
         }
         tot += acc;
     }

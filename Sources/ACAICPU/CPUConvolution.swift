@@ -69,15 +69,17 @@ struct CPUConvolution {
             dx.update(repeating: 0, count: pixels * cin)
             return
         }
-        try withMaskedGradient(dy, activation: activation, output: output, db: nil, accumulate: false) { g in
-            if usesBLAS {
+        if usesBLAS {
+            try withMaskedGradient(dy, activation: activation, output: output, db: nil, accumulate: false) { g in
                 try blasBackwardInput(dy: g, filter: filter, dx: dx)
-                return
             }
-            // dx is the 'same' convolution of g with the filter flipped in space and with in/out swapped.
-            try directProduct(input: g, inChannels: cout, outChannels: cin, bias: nil, output: dx,
-                              filter: .flippedTransposed(filter), slope: nil)
+            return
         }
+        // dx is the 'same' convolution of g with the filter flipped in space and with in/out swapped; the
+        // mask is applied while g is copied into the zero-padded image the product reads anyway.
+        let mask = activation.isIdentity ? nil : output.map { InputMask(output: $0, alpha: activation.alpha) }
+        try directProduct(input: dy, inChannels: cout, outChannels: cin, bias: nil, output: dx,
+                          filter: .flippedTransposed(filter), slope: nil, inputMask: mask)
     }
 
     /// dw (+)= filter gradient of (x, g) and db (+)= Σ_pixels g, with g = dy ⊙ act'(output).
@@ -113,16 +115,43 @@ struct CPUConvolution {
     private func leakyRows(_ out: UnsafeMutablePointer<Float>, rows: Int, stride: Int, lanes: Int, alpha: Float) {
         for r in 0..<rows {
             let row = out + r * stride
-            for c in 0..<lanes {
+            var c = 0
+            while c + 16 <= lanes {
+                var v = load(row + c)
+                v.replace(with: alpha * v, where: .!(v .> 0))
+                store(v, row + c, 16)
+                c += 16
+            }
+            while c < lanes {
                 let v = row[c]
                 row[c] = v > 0 ? v : alpha * v
+                c += 1
             }
         }
     }
 
+    /// A leaky ReLU's gradient mask on a product's input: element e becomes output[e] > 0 ? v : alpha·v.
+    struct InputMask {
+        var output: UnsafePointer<Float>
+        var alpha: Float
+    }
+
+    /// dst[e] = mask(src[e]) for e < count (src itself when `mask` is nil), `offset` the elements' position in
+    /// the masked tensor.
+    @inline(__always)
+    private func copyMasked(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int, offset: Int,
+                            _ mask: InputMask?) {
+        guard let mask else {
+            dst.update(from: src, count: count)
+            return
+        }
+        let y = mask.output + offset, alpha = mask.alpha
+        for e in 0..<count { dst[e] = y[e] > 0 ? src[e] : alpha * src[e] }
+    }
+
     /// Runs `body` with g = dy ⊙ act'(output) (dy itself for the identity), and meanwhile sets db (+)= Σ_p g[p, :].
-    /// Both come from one pass over dy in fixed pixel chunks whose column sums are added in chunk order, so db
-    /// does not depend on the thread count.
+    /// Both come from one pass over dy in fixed pixel chunks (masked, then summed while in cache) whose column
+    /// sums are added in chunk order, so db does not depend on the thread count.
     private func withMaskedGradient(_ dy: UnsafePointer<Float>, activation: Activation, output: UnsafePointer<Float>?,
                                     db: UnsafeMutablePointer<Float>?, accumulate: Bool,
                                     _ body: (UnsafePointer<Float>) throws -> Void) throws {
@@ -140,25 +169,44 @@ struct CPUConvolution {
             parallel.forEach(chunks) { c in
                 let first = c * chunk, last = min(pixels, first + chunk)
                 if masked {
-                    let src = dy + first * cout, y = output! + first * cout, dst = floats + first * cout
-                    for e in 0..<((last - first) * cout) { dst[e] = y[e] > 0 ? src[e] : alpha * src[e] }
+                    // The chunk's elements are contiguous: mask them 16 at a time whatever the channel count.
+                    let y = output!
+                    var e = first * cout
+                    let end = last * cout
+                    while e + 16 <= end {
+                        var v = load(dy + e)
+                        v.replace(with: alpha * v, where: .!(load(y + e) .> 0))
+                        store(v, floats + e, 16)
+                        e += 16
+                    }
+                    while e < end {
+                        floats[e] = y[e] > 0 ? dy[e] : alpha * dy[e]
+                        e += 1
+                    }
                 }
                 if db != nil {
+                    // Column sums of the chunk (still in cache), in registers: 16 channels at a time, then
+                    // one at a time.
                     let sums = partial + c * cout
-                    sums.update(repeating: 0, count: cout)
-                    for p in first..<last {
-                        let row = g + p * cout
-                        for co in 0..<cout { sums[co] += row[co] }
+                    var c0 = 0
+                    while c0 + 16 <= cout {
+                        var acc = Vector()
+                        for p in first..<last { acc += load(g + p * cout + c0) }
+                        store(acc, sums + c0, 16)
+                        c0 += 16
+                    }
+                    for co in c0..<cout {
+                        var acc: Float = 0
+                        for p in first..<last { acc += g[p * cout + co] }
+                        sums[co] = acc
                     }
                 }
             }
             if let db {
                 for co in 0..<cout {
-                    var total: Float = accumulate ? db[co] : 0
                     var s: Float = 0
                     for c in 0..<chunks { s += partial[c * cout + co] }
-                    total += s
-                    db[co] = total
+                    db[co] = accumulate ? db[co] + s : s
                 }
             }
             try body(g)
@@ -168,11 +216,11 @@ struct CPUConvolution {
     // MARK: Padded input
 
     /// Runs `body` with the input zero-padded by k/2 on every side ([n, h + 2p, w + 2p, c]); for k = 1
-    /// that is the input itself.
-    private func withPadded<R>(_ input: UnsafePointer<Float>, channels c: Int,
+    /// that is the input itself. With a `mask` the copy is masked (for k = 1 too: then the copy is unpadded).
+    private func withPadded<R>(_ input: UnsafePointer<Float>, channels c: Int, mask: InputMask? = nil,
                                _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
         let pad = shape.pad
-        if pad == 0 { return try body(input) }
+        if pad == 0 && mask == nil { return try body(input) }
         let ph = h + 2 * pad, pw = w + 2 * pad
         let rowFloats = pw * c
         return try scratch.withFloats(n * ph * rowFloats) { padded in
@@ -184,8 +232,9 @@ struct CPUConvolution {
                     if i < 0 || i >= h {
                         dst.update(repeating: 0, count: rowFloats)
                     } else {
+                        let offset = (b * h + i) * w * c
                         dst.update(repeating: 0, count: pad * c)
-                        (dst + pad * c).update(from: input + (b * h + i) * w * c, count: w * c)
+                        copyMasked(input + offset, dst + pad * c, count: w * c, offset: offset, mask)
                         (dst + (pad + w) * c).update(repeating: 0, count: pad * c)
                     }
                 }
@@ -231,13 +280,14 @@ struct CPUConvolution {
 
     /// out[p, co] = bias[co] + Σ_kk input-window(p)[kk] · weight(kk, co), the shared engine of the
     /// forward pass and the input gradient.
-    /// `slope`: the leaky ReLU applied to each tile right after it is stored (nil: none).
+    /// `slope`: the leaky ReLU applied to each tile right after it is stored (nil: none); `inputMask`: the
+    /// leaky ReLU gradient mask applied to the input as it is copied into the padded image.
     private func directProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               filter: FilterLayout, slope: Float?) throws {
+                               filter: FilterLayout, slope: Float?, inputMask: InputMask? = nil) throws {
         if cout <= ConvolutionLimits.narrowChannels {
             try narrowProduct(input: input, inChannels: cin, outChannels: cout, bias: bias, output: output,
-                              filter: filter, slope: slope)
+                              filter: filter, slope: slope, inputMask: inputMask)
             return
         }
         let kk = k * k * cin
@@ -257,7 +307,7 @@ struct CPUConvolution {
                 if let inPlace { return (inPlace + block.start, cout) }
                 return (UnsafePointer(scratchFloats + kk * block.start), block.width)
             }
-            try withPadded(input, channels: cin) { xp in
+            try withPadded(input, channels: cin, mask: inputMask) { xp in
                 let pw = w + 2 * shape.pad
 
                 // Items: (lane block, pixel chunk), enough of them to balance the workers; chunks are
@@ -316,7 +366,7 @@ struct CPUConvolution {
     /// the contiguous k·cin inputs of a kernel row, four outputs sharing each input load.
     private func narrowProduct(input: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               filter: FilterLayout, slope: Float?) throws {
+                               filter: FilterLayout, slope: Float?, inputMask: InputMask?) throws {
         let segment = k * cin, kk = k * segment, lanes = ConvolutionLimits.narrowChannels
         // transposed[co][row] = weight(row, co), zero rows past `cout`.
         try scratch.withFloats(lanes * kk) { transposed in
@@ -327,7 +377,7 @@ struct CPUConvolution {
             }
             func biasAt(_ co: Int) -> Float { co < cout ? (bias?[co] ?? 0) : 0 }
             let b0 = biasAt(0), b1 = biasAt(1), b2 = biasAt(2), b3 = biasAt(3)
-            try withPadded(input, channels: cin) { xp in
+            try withPadded(input, channels: cin, mask: inputMask) { xp in
                 let rowStride = (w + 2 * shape.pad) * cin
                 let chunk = ConvolutionLimits.filterChunkPixels
                 parallel.forEach((pixels + chunk - 1) / chunk) { c in
@@ -365,7 +415,10 @@ struct CPUConvolution {
                             if cout > 1 { out[1] = b1 + (horizontalSum(a1) + t1) }
                             if cout > 2 { out[2] = b2 + (horizontalSum(a2) + t2) }
                             if cout > 3 { out[3] = b3 + (horizontalSum(a3) + t3) }
-                            if let slope { leakyRows(out, rows: 1, stride: cout, lanes: cout, alpha: slope) }
+                        }
+                        // The chunk's outputs are still in L1.
+                        if let slope {
+                            leakyRows(output + first * cout, rows: 1, stride: 0, lanes: count * cout, alpha: slope)
                         }
                     }
                 }

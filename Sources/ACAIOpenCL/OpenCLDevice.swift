@@ -41,6 +41,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     /// Set while `prepare` turns ops into launches to keep instead of enqueuing them.
     private var capture: [PreparedLaunch]?
     private var currentTuning: OpenCLTuning
+    /// Zeros that the convolution kernels read for taps outside the image (see `zeros`).
+    private var zeroBuffer: DeviceBuffer?
 
     /// Opens `opencl:index` (the flat device index of `OpenCLPlatforms.list()`).
     /// `memoryLimitBytes` caps the live bytes of the buffer pool (default: `ACAI_MEMORY_LIMIT`, e.g.
@@ -679,6 +681,22 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
 
     // MARK: - Convolutions
 
+    /// A buffer of at least `count` zeros, kept for the device's lifetime. The convolution kernels point a
+    /// row's out-of-image taps at it instead of reading a zero-padded copy of the input or testing each
+    /// element: their inner loops stay as simple as over a padded image. Grown by a host write (no launch).
+    private func zeros(_ count: Int) throws -> DeviceBuffer {
+        if let zeroBuffer, zeroBuffer.count >= count { return zeroBuffer }
+        let size = nextPowerOfTwo(max(count, 256))
+        let buffer = try allocate(size)
+        let values = [Float](repeating: 0, count: size)
+        try values.withUnsafeBytes { bytes in
+            try clCheck(clEnqueueWriteBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount,
+                                             bytes.baseAddress, 0, nil, nil), "clEnqueueWriteBuffer")
+        }
+        zeroBuffer = buffer
+        return buffer
+    }
+
     private func checkConv(_ s: ConvShape, _ name: String) throws {
         guard s.kernel == 1 || s.kernel == 3 else {
             throw DeviceError.invalidArgument("\(name): kernel size \(s.kernel) (1 or 3 expected)")
@@ -716,7 +734,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             try launch("conv.cl", "conv_fwd_blocked",
                        options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DACT=\(act)",
                        global: [blocks, (pixels + rows - 1) / rows], local: blockedLocal(columnBlocks: blocks),
-                       args: [.buffer(x), .buffer(w), biasArg, .buffer(y)] + dims
+                       args: [.buffer(x), .buffer(try zeros(s.inChannels)), .buffer(w), biasArg, .buffer(y)] + dims
                            + [.int(hasBias), .float(activation.alpha)],
                        name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
                        bytes: op.bytes * share)
@@ -787,8 +805,10 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     }
 
     /// dx = input gradient of dy ⊙ act'(output): on GPUs the tiled kernel with the filter read flipped in
-    /// place; otherwise one `conv_dx_nt` launch (dot products along co, contiguous in dy and the filter), or
-    /// `conv_dx_narrow` for fewer than 4 output channels.
+    /// place; otherwise `conv_dx_blocked` (the forward kernel's product with a private copy of the flipped
+    /// filter block) for the input channels that fill whole vector blocks, while the layer has fewer than 128
+    /// output channels, and `conv_dx_nt` (dot products along co) for the rest; `conv_dx_narrow` for fewer
+    /// than 4 output channels. One launch whenever cin is a multiple of the vector width (all lines32 layers).
     private func convBackwardInput(dy: DeviceBuffer, w: DeviceBuffer, dx: DeviceBuffer, shape s: ConvShape,
                                    activation: Activation, output: DeviceBuffer?, name: String, op: Op) throws {
         let pixels = s.batch * s.height * s.width
@@ -818,16 +838,44 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                        name: "\(name)_narrow_v\(vc)", op: op)
             return
         }
+        var ciBegin = 0
+        let (preferredRows, width, vectors, covered) = blockShape(s.inChannels)
+        let staged = s.kernel * s.kernel * s.outChannels * width * vectors
+        if covered > 0 && s.outChannels < 128 && staged <= 1 << 15 {
+            // The flipped product with a private copy of each work-item's filter block (at most 128 KiB; the
+            // dot products below win from about 128 output channels on).
+            let rows = Self.blockRows(preferredRows, total: pixels)
+            let rowBlocks = (pixels + rows - 1) / rows
+            let blocks = covered / (width * vectors)
+            // Row blocks per work-item: enough to amortise the copy, while leaving the device enough items.
+            let perItem = max(1, min(16, rowBlocks * blocks / max(t.parallelItems, 1)))
+            let share = Double(covered) / Double(s.inChannels)
+            try launch("conv.cl", "conv_dx_blocked",
+                       options: "-DKS=\(s.kernel) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DWS=\(s.outChannels)"
+                           + " -DRB=\(perItem) -DMASK=\(mask)",
+                       global: [blocks, (rowBlocks + perItem - 1) / perItem],
+                       local: t.serialWorkItems ? [1, 1] : nil,
+                       args: [.buffer(dy), .buffer(try zeros(s.outChannels)), .buffer(w), .buffer(output ?? dy),
+                              .buffer(dx), .int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels),
+                              .float(activation.alpha)],
+                       name: "\(name)_blocked_\(rows)x\(vectors * width)", flops: op.flops * share,
+                       bytes: op.bytes * share)
+            if covered == s.inChannels { return }
+            ciBegin = covered
+        }
+        let remaining = s.inChannels - ciBegin
         let rows = Self.blockRows(4, total: pixels)
-        let columns = min(4, s.inChannels)
+        let columns = min(4, remaining)
         let vk = largestPowerOfTwoDivisor(of: s.outChannels, atMost: t.vectorWidth)
         let options = "-DKS=\(s.kernel) -DRM=\(rows) -DRN=\(columns) -DVK=\(vk) -DMASK=\(mask)"
+        let share = Double(remaining) / Double(s.inChannels)
         try launch("conv.cl", "conv_dx_nt", options: options,
-                   global: [(s.inChannels + columns - 1) / columns, (pixels + rows - 1) / rows],
+                   global: [(remaining + columns - 1) / columns, (pixels + rows - 1) / rows],
                    local: t.serialWorkItems ? [1, t.blockGroupRows] : nil,
-                   args: [.buffer(dy), .buffer(w), .buffer(output ?? dy), .buffer(dx), .int(s.batch), .int(s.height),
-                          .int(s.width), .int(s.inChannels), .int(s.outChannels), .float(activation.alpha)],
-                   name: "\(name)_nt_\(rows)x\(columns)_v\(vk)", op: op)
+                   args: [.buffer(dy), .buffer(try zeros(s.outChannels)), .buffer(w), .buffer(output ?? dy), .buffer(dx),
+                          .int(s.batch), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.outChannels),
+                          .int(ciBegin), .float(activation.alpha)],
+                   name: "\(name)_nt_\(rows)x\(columns)_v\(vk)", flops: op.flops * share, bytes: op.bytes * share)
     }
 
     /// dw (+)= filter gradient of (x, dy ⊙ act'(output)) and db (+)= its pixel sum, in the same kernels (db by

@@ -364,10 +364,11 @@ final class OpTests: XCTestCase {
     ]
 
     /// PoCL's default (CPU) tuning runs every lines32 convolution op, forward, input gradient and filter
-    /// gradient with db, fused leaky ReLU or not, as exactly one kernel launch. The filter gradient needs no
-    /// second (chunk-sum) pass when its work-items alone give two per compute unit; the smallest lines32 filter
-    /// gradient has 9, so the tuning is the default one for a device of at most 4 compute units (what CI and
-    /// this machine have; larger CPUs split the smallest layers' pixel sums and add them in a second launch).
+    /// gradient with db (overwriting and accumulating), fused leaky ReLU or not, as exactly one kernel launch.
+    /// The filter gradient needs no second (chunk-sum) pass when it is tiny or its work-items alone give two per
+    /// compute unit; the fewest among the non-tiny lines32 filter gradients is 9 (the 16 → 1 output layer), so
+    /// the tuning is the default one for a device of at most 4 compute units (what CI and this machine have;
+    /// larger CPUs split that layer's pixel sums and add them in a second launch).
     func testLines32ConvolutionsLaunchOneKernelEachOnPoCLDefaultTuning() throws {
         let device = try TestDevices.freshOpenCL()
         var info = device.info
