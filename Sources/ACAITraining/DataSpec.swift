@@ -18,7 +18,8 @@ public struct DataSpec: Codable, Sendable, Equatable {
     public static let names = ["lines"] + DatasetName.allCases.map(\.rawValue)
 
     /// The training data, read from the files as they ship.
-    public func make(seed: UInt64) throws -> any TrainingData {
+    /// `runFolder` is where a dataset that is decoded once keeps its cache (`folder`).
+    public func make(seed: UInt64, runFolder: String? = nil) throws -> any TrainingData {
         if dataset == "lines" { return LinesData(seed: seed) }
         guard let name = DatasetName(rawValue: dataset) else {
             throw TrainingError.badOption("unknown dataset '\(dataset)': expected one of \(Self.names.joined(separator: ", "))")

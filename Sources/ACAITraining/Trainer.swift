@@ -23,6 +23,8 @@ public struct TrainOptions: Codable, Sendable {
     public var progressSeconds: Double = 2
     public var out: String
     public var resume = false
+    /// A safetensors file (`acai export`) whose weights a new run starts from (`--init`).
+    public var initFrom: String?
 
     public init(model: ModelKind, config: ModelConfig, out: String) {
         self.model = model; self.config = config; self.out = out
@@ -31,7 +33,7 @@ public struct TrainOptions: Codable, Sendable {
 
 extension TrainOptions {
     enum CodingKeys: String, CodingKey {
-        case model, config, data, batch, kimg, minutes, seed, evalKimg, progressSeconds, out, resume
+        case model, config, data, batch, kimg, minutes, seed, evalKimg, progressSeconds, out, resume, initFrom
     }
 
     /// Decodes options.json; `data` may be absent (runs made before datasets were selectable trained on lines).
@@ -48,6 +50,7 @@ extension TrainOptions {
         progressSeconds = try c.decode(Double.self, forKey: .progressSeconds)
         out = try c.decode(String.self, forKey: .out)
         resume = try c.decode(Bool.self, forKey: .resume)
+        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
     }
 
     /// The options a run folder was created with (its options.json).
@@ -179,13 +182,15 @@ public final class Trainer {
         } else if options.resume {
             throw TrainingError.badCheckpoint("--resume: no checkpoint at \(options.out)/checkpoint.bin")
         }
+        self.options = options
+        model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
+        // --init: the weights of a safetensors file, checked whole before the run folder is made.
+        if resumeFrom == nil, let path = options.initFrom { try ModelWeights.load(path, into: model) }
         do {
             try fm.createDirectory(atPath: options.out, withIntermediateDirectories: true)
         } catch {
             throw TrainingError.io("cannot create run folder \(options.out): \(error)")
         }
-        self.options = options
-        model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
         random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
         evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
         let test = data.testSet()

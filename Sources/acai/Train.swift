@@ -87,6 +87,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("eval-kimg"), help: "Evaluate, draw and checkpoint every this many kimg (reference: 64).") var evalKimg: Double = 64
     @Option(help: "Run folder (default: runs/MODEL).") var out: String?
     @Flag(help: "Continue the run in --out from its checkpoint.") var resume = false
+    @Option(name: .customLong("init"), help: "Start from the weights of a safetensors file (acai export) instead of a fresh initialisation.") var initFrom: String?
     @OptionGroup var device: DeviceOptions
     @OptionGroup var hyper: HyperparameterOptions
 
@@ -95,12 +96,13 @@ struct Train: ParsableCommand {
         if let kimg, kimg <= 0 { throw ValidationError("--kimg must be positive, got \(kimg)") }
         if let minutes, minutes <= 0 { throw ValidationError("--minutes must be positive, got \(minutes)") }
         if batch < 2 { throw ValidationError("--batch must be at least 2, got \(batch)") }
+        if initFrom != nil && resume { throw ValidationError("--init starts a new run; --resume continues one: give one of them") }
     }
 
     func run() throws {
         var config = try hyper.apply(to: data.spec.baseConfig(model))
         let trainingData: any TrainingData
-        do { trainingData = try data.spec.make(seed: seed) } catch { throw ValidationError("\(error)") }
+        do { trainingData = try data.spec.make(seed: seed, runFolder: out ?? "runs/\(data.dataset)-\(model.rawValue)") } catch { throw ValidationError("\(error)") }
         config.classes = trainingData.classes
         var options = TrainOptions(model: model, config: config, out: out ?? "runs/\(data.dataset)-\(model.rawValue)")
         options.data = data.spec
@@ -110,6 +112,7 @@ struct Train: ParsableCommand {
         options.seed = seed
         options.evalKimg = evalKimg
         options.resume = resume
+        options.initFrom = initFrom
         let trainer = try Trainer(options: options, device: try device.make(), data: trainingData)
         let summary = try trainer.run()
         print(formatSummary(summary))
