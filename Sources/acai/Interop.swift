@@ -42,6 +42,7 @@ struct Encode: ParsableCommand {
     @Option(help: "Split to encode: test or train.") var split = "test"
     @Option(help: "Encode at most this many images.") var limit: Int?
     @Option(help: "Output folder (created if needed).") var out: String
+    @Flag(name: .customLong("with-images"), help: "Also write images.npy (the NHWC inputs) and reconstructions.npy (decoded latents), e.g. for tools/safetensors_to_torch.py.") var withImages = false
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
@@ -95,6 +96,13 @@ struct Encode: ParsableCommand {
             try NumPy.write(.init(shape: [count], values: .int64(labels.map(Int64.init))), to: out + "/labels.npy")
             written.append(out + "/labels.npy")
         }
+        if withImages {
+            let shape = [count] + source.imageShape
+            let recon = try decodeLatents(model, latents, count: count, latentShape: try latentShape(model, imageShape: source.imageShape))
+            try NumPy.write(.init(shape: shape, values: .float32(images)), to: out + "/images.npy")
+            try NumPy.write(.init(shape: shape, values: .float32(recon)), to: out + "/reconstructions.npy")
+            written += [out + "/images.npy", out + "/reconstructions.npy"]
+        }
         print("encoded \(count) \(split) images of \(spec.dataset) to \(dims) latent dimensions; written: \(written.joined(separator: ", "))")
     }
 }
@@ -108,6 +116,25 @@ func encodeImages(_ model: any Autoencoder, _ images: [Float], count: Int, shape
         let n = min(256, count - start)
         let x = try Tensor(shape: [n] + shape, values: Array(images[(start * size)..<((start + n) * size)]), on: model.device)
         out += try model.encode(x, random: &random).flattened().toArray()
+    }
+    return out
+}
+
+/// The shape of one example's latent code, [latentWidth, latentWidth, latent] for the convolutional models.
+func latentShape(_ model: any Autoencoder, imageShape: [Int]) throws -> [Int] {
+    var random = RandomStream(seed: 0xC0DE)
+    let x = try Tensor.zeros([1] + imageShape, on: model.device)
+    return Array(try model.encode(x, random: &random).shape.dropFirst())
+}
+
+/// Images decoded from flattened latent codes, in batches of 256.
+func decodeLatents(_ model: any Autoencoder, _ latents: [Float], count: Int, latentShape: [Int]) throws -> [Float] {
+    let size = latentShape.reduce(1, *)
+    var out: [Float] = []
+    for start in stride(from: 0, to: count, by: 256) {
+        let n = min(256, count - start)
+        let z = try Tensor(shape: [n] + latentShape, values: Array(latents[(start * size)..<((start + n) * size)]), on: model.device)
+        out += try model.decode(z).toArray()
     }
     return out
 }
