@@ -34,7 +34,7 @@ struct ClusterCommand: ParsableCommand {
             let options = try TrainOptions.load(runFolder: runFolder)
             var spec = options.data
             spec.trainLimit = min(spec.trainLimit ?? maxTrain, maxTrain)
-            let source = try spec.make(seed: options.seed)
+            let source = try spec.make(seed: options.seed, runFolder: runFolder)
             guard let images = source as? ImageData else {
                 throw ValidationError("\(runFolder) trained on \(options.data.dataset), which has no labelled image files to cluster")
             }

@@ -64,14 +64,32 @@ struct DataOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Folder with the dataset's files as they ship (default: $ACAI_DATA).") var dataDir: String?
     @Option(name: .customLong("test-data-dir"), help: "Folder with the test split, when it lives elsewhere (default: --data-dir).") var testDataDir: String?
     @Option(name: .customLong("train-limit"), help: "Use at most this many training images.") var trainLimit: Int?
+    @Option(help: "--dataset folder: image size, a power of two (default 32); centre-crop and bicubic resize.") var size: Int?
+    @Option(help: "--dataset folder: 1 (grey) or 3 (RGB) channels (default: 3 unless every image is grey).") var channels: Int?
+    @Option(name: .customLong("test-fraction"), help: "--dataset folder without a test/ sub-folder: the seeded fraction held out (default 0.1).") var testFraction: Double?
+    @Flag(help: "--dataset folder: stop at the first image file that does not decode (default: skip it and count it).") var strict = false
 
     func validate() throws {
         guard DataSpec.names.contains(dataset) else {
             throw ValidationError("--dataset \(dataset): expected one of \(DataSpec.names.joined(separator: ", "))")
         }
+        if dataset != "folder", size != nil || channels != nil || testFraction != nil || strict {
+            throw ValidationError("--size, --channels, --test-fraction and --strict apply to --dataset folder only")
+        }
+        if dataset == "folder" {
+            do {
+                try ImageFolder.Options(size: size ?? 32, channels: channels, testFraction: testFraction ?? 0.1).validate()
+            } catch { throw ValidationError("\(error)") }
+        }
     }
 
-    var spec: DataSpec { DataSpec(dataset: dataset, dataDir: dataDir, testDataDir: testDataDir, trainLimit: trainLimit) }
+    var spec: DataSpec {
+        var s = DataSpec(dataset: dataset, dataDir: dataDir, testDataDir: testDataDir, trainLimit: trainLimit)
+        if dataset == "folder" {
+            s.size = size; s.channels = channels; s.testFraction = testFraction; s.strict = strict ? true : nil
+        }
+        return s
+    }
 }
 
 struct Train: ParsableCommand {
@@ -104,6 +122,12 @@ struct Train: ParsableCommand {
         let trainingData: any TrainingData
         do { trainingData = try data.spec.make(seed: seed, runFolder: out ?? "runs/\(data.dataset)-\(model.rawValue)") } catch { throw ValidationError("\(error)") }
         config.classes = trainingData.classes
+        if data.dataset == "folder" {
+            // The images decide: --size, and the channels found when --channels is not given.
+            config.net.width = trainingData.imageShape[0]
+            config.net.colors = trainingData.imageShape[2]
+            do { try config.net.validate() } catch { throw ValidationError("\(error)") }
+        }
         var options = TrainOptions(model: model, config: config, out: out ?? "runs/\(data.dataset)-\(model.rawValue)")
         options.data = data.spec
         options.kimg = kimg
@@ -164,7 +188,7 @@ struct Interpolate: ParsableCommand {
     func run() throws {
         var options = try TrainOptions.load(runFolder: runFolder)
         options.resume = true
-        let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed))
+        let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed, runFolder: runFolder))
         try trainer.drawAndScore()
     }
 }
