@@ -21,6 +21,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // TensorBoard's Event/Summary messages (generated once into ACAITraining/TensorBoardEvent.pb.swift).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
@@ -46,7 +48,8 @@ let package = Package(
         .target(name: "ACAIImaging", dependencies: ["CPNG"]),
         .target(name: "ACAIModels", dependencies: ["ACAI"]),
         .target(name: "ACAIEval", dependencies: ["ACAI", "ACAIData", "ACAIModels"]),
-        .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging"]),
+        .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging",
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "acai", dependencies: [
             "ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -149,6 +149,8 @@ public final class Trainer {
     /// Seconds spent in evaluations during this process (excluded from throughput).
     var evaluationSeconds = 0.0
     var lossCounts = 0
+    /// Receivers of each evaluation besides the logs (the TensorBoard event file), made at the first one.
+    var sinks: [any EvaluationSink]?
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
 
@@ -328,6 +330,10 @@ public final class Trainer {
         try rewriteLogs()
         try writePictures(interpolation)
         try writeCurves()
+        if sinks == nil { sinks = [try TensorBoardWriter(runFolder: options.out)] }
+        for sink in sinks ?? [] {
+            try sink.record(record, pictures: ["interpolation", "slerp", "reconstruction", "samples"].map { ("images/\($0)", options.out + "/\($0).png") })
+        }
         var line = "eval at \(String(format: "%.1f", Double(samples) / 1024)) kimg:"
         if let score {
             line += " mean distance \(String(format: "%.3e", score.meanDistance)), smoothness \(score.smoothness.isNaN ? "undefined (constant interpolations)" : String(format: "%.4f", score.smoothness)),"
