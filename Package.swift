@@ -5,7 +5,7 @@ import PackageDescription
 // Layers (each imports only those below it):
 //   acai (CLI) -> ACAI (tensors, autodiff, optimisers, device selection, benchmarks)
 //   -> ACAICPU (BLAS) / ACAIOpenCL (Kernels/*.cl) -> ACAIDevice (protocol, op table, pool, profiler)
-// Only ACAICPU imports CBLAS and only ACAIOpenCL imports COpenCL.
+// Only ACAICPU imports CBLAS and CLAPACK, and only ACAIOpenCL imports COpenCL.
 
 // The CPU device's SIMD tiles are compiled for the building machine's CPU; ACAI_TARGET_CPU (e.g. haswell)
 // names another, for a binary that must run on a different machine.
@@ -29,6 +29,7 @@ let package = Package(
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACK", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libjpeg behind a C shim that keeps its setjmp/longjmp error recovery inside C.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "ACAIDevice"),
         // -target-cpu native: the convolution tiles live in SIMD registers, which baseline x86-64 (SSE2)
         // spills; the CPU device is built where it runs (swift build, CI, CMake).
-        .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
+        .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS", "CLAPACK"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", cpuTarget])]),
         .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
                 plugins: [.plugin(name: "EmbedKernelsPlugin")]),
