@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLAPACK", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
+        .systemLibrary(name: "CGIF", pkgConfig: "libgif", providers: [.apt(["libgif-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libjpeg behind a C shim that keeps its setjmp/longjmp error recovery inside C.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -46,7 +47,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ACAIData", dependencies: ["CZlib", "CJPEGShim"]),
-        .target(name: "ACAIImaging", dependencies: ["CPNG"]),
+        .target(name: "ACAIImaging", dependencies: ["CPNG", "CGIF"]),
         .target(name: "ACAIModels", dependencies: ["ACAI"]),
         .target(name: "ACAIEval", dependencies: ["ACAI", "ACAIData", "ACAIModels"]),
         .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging",
