@@ -212,7 +212,7 @@ public enum ImageFolder {
 
     // MARK: decoding
 
-    struct Decoded: Equatable { var rgb: [UInt8]; var grey: Bool }
+    struct Decoded: Equatable { var rgb: [UInt8]; var grey: Bool; var width: Int; var height: Int }
 
     /// Decodes, crops and resizes every file on all cores, with a progress line about every 10%; nil for a file
     /// that does not decode (or the first such file's error, with `strict`).
@@ -282,7 +282,26 @@ public enum ImageFolder {
         }
         let resized = side == size ? crop : Bicubic.resize(crop, height: side, width: side, channels: 3, outHeight: size, outWidth: size)
         let rgb = resized.map { UInt8(((min(1, max(-1, $0)) + 1) * 127.5).rounded()) }
-        return Decoded(rgb: rgb, grey: grey)
+        return Decoded(rgb: rgb, grey: grey, width: width, height: height)
+    }
+
+    /// One PNG or JPEG prepared as the folder dataset prepares its images (centre-crop to a square, CelebA's
+    /// bicubic to `size`, 8 bits, luma for 1 channel): HWC floats in [−1, 1], and the file's own size.
+    public static func loadImage(_ path: String, size: Int, channels: Int) throws -> (values: [Float], width: Int, height: Int) {
+        guard channels == 1 || channels == 3 else { throw TrainingError.badOption("\(path): \(channels) channels; expected 1 or 3") }
+        let decoded = try decodeOne(path, size: size)
+        let scale = Float(2.0 / 255.0)
+        var values: [Float] = []
+        values.reserveCapacity(size * size * channels)
+        for p in stride(from: 0, to: decoded.rgb.count, by: 3) {
+            if channels == 3 {
+                for c in 0..<3 { values.append(Float(decoded.rgb[p + c]) * scale - 1) }
+            } else {
+                let y = 0.299 * Double(decoded.rgb[p]) + 0.587 * Double(decoded.rgb[p + 1]) + 0.114 * Double(decoded.rgb[p + 2])
+                values.append(Float(min(255, max(0, y.rounded()))) * scale - 1)
+            }
+        }
+        return (values, decoded.width, decoded.height)
     }
 
     // MARK: cache

@@ -180,12 +180,34 @@ struct EvalLines: ParsableCommand {
 
 struct Interpolate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the interpolation, slerp, reconstruction and sample grids of a run from its checkpoint, and score them.")
+        abstract: "Write the interpolation, slerp, reconstruction and sample grids of a run from its checkpoint, and score them; or, with --from and --to, interpolate between two pictures of your own (strip PNG and animated GIF beside the pixel cross-fade).")
 
     @Option(name: .customLong("run"), help: "Run folder holding checkpoint.bin.") var runFolder: String
+    @Option(help: "With --to: interpolate between two pictures of your own (PNG or JPEG) instead.") var from: String?
+    @Option(help: "With --from: the picture to interpolate to.") var to: String?
+    @Option(help: "With --from/--to: steps of the interpolation, both ends included.") var steps = 16
+    @Option(help: "With --from/--to: output path without extension (default: RUN/interpolate-FROM-TO); writes .png and .gif.") var out: String?
     @OptionGroup var device: DeviceOptions
 
+    func validate() throws {
+        if (from == nil) != (to == nil) { throw ValidationError("give both --from and --to, or neither") }
+        if steps < 2 || steps > 1024 { throw ValidationError("--steps must be from 2 to 1024, got \(steps)") }
+    }
+
     func run() throws {
+        if let from, let to {
+            let (model, _) = try loadRunModel(runFolder, on: try device.make())
+            let pair: PairInterpolation
+            do { pair = try PairInterpolation(model: model, from: from, to: to, steps: steps) } catch { throw ValidationError("\(error)") }
+            for note in pair.notes { print("note: \(note)") }
+            func stem(_ path: String) -> String { ((path as NSString).lastPathComponent as NSString).deletingPathExtension }
+            let base = out ?? runFolder + "/interpolate-\(stem(from))-\(stem(to))"
+            let scale = max(1, 128 / pair.size)
+            try PNG.write(try pair.strip(scale: scale), to: base + ".png")
+            try GIF.write(try pair.frames(scale: scale), delay: 12, to: base + ".gif")
+            print("written: \(base).png (top: decoded interpolation, bottom: pixel cross-fade, \(steps) steps), \(base).gif (decoded | cross-fade, there and back)")
+            return
+        }
         var options = try TrainOptions.load(runFolder: runFolder)
         options.resume = true
         let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed, runFolder: runFolder))

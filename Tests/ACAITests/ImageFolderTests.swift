@@ -208,6 +208,44 @@ final class ImageFolderTests: XCTestCase {
         XCTAssertEqual([reconstruction.height, reconstruction.width], [64, 16 * 64], "8 test images: one row of 8 (original, reconstruction) pairs of 64-pixel tiles")
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any]
         XCTAssertEqual(summary?["samples"] as? Int, 16)
+
+        // Two pictures of one's own: a JPEG of another size (resized, with a note) and a PNG of the model's size.
+        let a = data + "/p/0.jpg", b = data + "/test/q/t0.png"
+        let pair = try runACAI(["interpolate", "--run", out, "--from", a, "--to", b, "--steps", "5", "--device", "cpu", "--out", runs + "/ab"])
+        XCTAssertEqual(pair.status, 0, pair.stderr)
+        XCTAssertTrue(pair.stdout.contains("note: \(a): 73x64") || pair.stdout.contains("note: \(a): 70x64"), pair.stdout)
+        XCTAssertTrue(pair.stdout.contains("note: \(b)"), "t0.png is 64x80: cropped too; \(pair.stdout)")
+        let strip = try PNG.read(runs + "/ab.png", channels: 3)
+        XCTAssertEqual([strip.width, strip.height], [5 * 128, 2 * 128], "2 rows of 5 tiles, drawn 2x")
+        let gif = try GIF.read(runs + "/ab.gif")
+        XCTAssertEqual(gif.frames.count, 8, "5 steps there, 3 back")
+        XCTAssertEqual([gif.frames[0].width, gif.frames[0].height], [256, 128])
+        // The pixel cross-fade's first tile is the first picture as the dataset prepares it.
+        let prepared = try ImageFolder.loadImage(a, size: 64, channels: 3)
+        var worst = 0
+        for y in 0..<64 {
+            for x in 0..<64 {
+                for c in 0..<3 {
+                    let want = Int(Grid.byte(prepared.values[(y * 64 + x) * 3 + c]))
+                    worst = max(worst, abs(Int(strip.pixels[((128 + 2 * y) * strip.width + 2 * x) * 3 + c]) - want))
+                }
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, 0)
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: runs + "/notes.png"))
+        let bad = try runACAI(["interpolate", "--run", out, "--from", runs + "/notes.png", "--to", b, "--device", "cpu", "--out", runs + "/bad"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains(runs + "/notes.png") && bad.stderr.contains("not an image"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/bad.png"))
+
+        // The same run out: safetensors and .npy through the command line.
+        let exported = try runACAI(["export", "--run", out, "--device", "cpu"])
+        XCTAssertEqual(exported.status, 0, exported.stderr)
+        XCTAssertEqual(try SafetensorsFile.read(out + "/model.safetensors").tensor("encoder/conv0/w")?.shape, [1, 1, 3, 4])
+        let encoded = try runACAI(["encode", "--run", out, "--out", runs + "/enc", "--device", "cpu"])
+        XCTAssertEqual(encoded.status, 0, encoded.stderr)
+        XCTAssertEqual(try NumPy.read(runs + "/enc/latents.npy").shape, [8, 4 * 4 * 4])
+        XCTAssertEqual(try NumPy.read(runs + "/enc/labels.npy").values, .int64([0, 0, 0, 0, 1, 1, 1, 1]))
     }
 }
 
