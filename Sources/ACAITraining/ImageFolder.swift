@@ -387,8 +387,9 @@ public enum ImageFolder {
         var cache = try JSONDecoder().decode(Cache.self, from: Data(try reader.slice(24, Int(length))))
         let labelled = !cache.trainLabels.isEmpty
         let per = cache.size * cache.size * cache.channels
+        // Every image takes at least one byte, so counts beyond the file's size are lies (and could overflow).
         guard cache.size > 0, cache.size <= 4096, [1, 3].contains(cache.channels), cache.trainCount > 0, cache.testCount > 0,
-              cache.classes >= 1 else { return nil }
+              cache.trainCount <= reader.count, cache.testCount <= reader.count, cache.classes >= 1 else { return nil }
         let labelCount = labelled ? cache.trainCount + cache.testCount : 0
         var offset = 24 + Int(length)
         var labels: [Int] = []
@@ -400,7 +401,8 @@ public enum ImageFolder {
         offset += 4 * labelCount
         let (trainBytes, o1) = cache.trainCount.multipliedReportingOverflow(by: per)
         let (testBytes, o2) = cache.testCount.multipliedReportingOverflow(by: per)
-        guard !o1, !o2, reader.count - offset == trainBytes + testBytes else { return nil }
+        guard !o1, !o2, trainBytes <= reader.count, testBytes <= reader.count, offset <= reader.count,
+              reader.count - offset == trainBytes + testBytes else { return nil }
         cache.trainLabels = Array(labels.prefix(labelled ? cache.trainCount : 0))
         cache.testLabels = Array(labels.dropFirst(labelled ? cache.trainCount : 0))
         cache.trainPixels = Array(try reader.slice(offset, trainBytes))

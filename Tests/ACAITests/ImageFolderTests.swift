@@ -156,6 +156,15 @@ final class ImageFolderTests: XCTestCase {
         try bytes.write(to: URL(fileURLWithPath: cache))
         XCTAssertFalse(try ImageFolder.load(directory: dir, options: options, cacheFile: cache, log: { _ in }).fromCache)
         XCTAssertTrue(try ImageFolder.load(directory: dir, options: options, cacheFile: cache, log: { _ in }).fromCache)
+        // Random corruptions of the cache (key kept, so the reader parses the rest): decoded again or read, never a trap.
+        let good = try Array(Data(contentsOf: URL(fileURLWithPath: cache)))
+        for _ in 0..<60 {
+            var copy = good
+            for _ in 0..<Int.random(in: 1...3, using: &rng) { copy[Int.random(in: 16..<min(copy.count, 200), using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            try Data(copy).write(to: URL(fileURLWithPath: cache))
+            let loaded = try ImageFolder.load(directory: dir, options: options, cacheFile: cache, log: { _ in })
+            XCTAssertEqual(loaded.train.count + loaded.test.count, first.train.count + first.test.count)
+        }
     }
 
     func testEmptyAndAllUnreadableFoldersAreErrorsNamingTheFolder() throws {

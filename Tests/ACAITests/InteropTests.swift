@@ -211,6 +211,17 @@ final class InteropTests: XCTestCase {
         XCTAssertTrue(String(decoding: lb[10..<74], as: UTF8.self).contains("'shape': (4,)"))
         XCTAssertEqual(try NumPy.decode(lb, file: "l"), .init(shape: [4], values: .int64(labels)))
         for length in 0..<lb.count { XCTAssertThrowsError(try NumPy.decode(Array(lb.prefix(length)), file: "cut")) }
+        var rng = SeededGenerator(seed: TestRandom.seed(self))
+        for _ in 0..<500 {
+            var copy = bytes
+            for _ in 0..<Int.random(in: 1...4, using: &rng) { copy[Int.random(in: 0..<74, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            _ = try? NumPy.decode(copy, file: "fuzz")  // returns or throws, never traps
+        }
+        let lie = Array("{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807, 9), }\n".utf8)
+        let huge = Array(bytes.prefix(8)) + [UInt8(lie.count), 0] + lie
+        XCTAssertThrowsError(try NumPy.decode(huge, file: "huge")) {
+            XCTAssertTrue("\($0)".contains("overflows"), "\($0)")
+        }
     }
 
     /// numpy.load reads the files, when this machine's python3 has NumPy (optional: skipped otherwise).
