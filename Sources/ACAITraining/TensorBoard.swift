@@ -78,7 +78,8 @@ public final class TensorBoardWriter: EvaluationSink {
 
     public init(runFolder: String, now: Date = Date()) throws {
         var host = [CChar](repeating: 0, count: 256)
-        let name = gethostname(&host, host.count) == 0 ? String(cString: host) : "localhost"
+        let name = gethostname(&host, host.count - 1) == 0
+            ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "localhost"
         path = runFolder + "/events.out.tfevents.\(Int(now.timeIntervalSince1970)).\(name.isEmpty ? "localhost" : name)"
         guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.io("cannot create the TensorBoard event file \(path)")
