@@ -119,6 +119,14 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var config = try hyper.apply(to: data.spec.baseConfig(model))
+        if let initFrom {
+            // The file's format and model kind are checked before the data (a folder's cache) is written; its
+            // tensors against the model once the model is built.
+            let file = try SafetensorsFile.read(initFrom)
+            if let kind = file.metadata["acai.model"], kind != model.rawValue {
+                throw SafetensorsError(file: initFrom, "holds a model of kind '\(kind)', not '\(model.rawValue)'")
+            }
+        }
         let trainingData: any TrainingData
         do { trainingData = try data.spec.make(seed: seed, runFolder: out ?? "runs/\(data.dataset)-\(model.rawValue)") } catch { throw ValidationError("\(error)") }
         config.classes = trainingData.classes
