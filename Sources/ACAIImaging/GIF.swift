@@ -75,6 +75,7 @@ public enum GIF {
             unlink(temporary)
             throw ImageError.unwritable(path: path, reason: message(error))
         }
+        chmod(temporary, 0o644)  // giflib creates its file 0600; the other pictures of a run are 0644
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
