@@ -5,7 +5,7 @@ import PackageDescription
 // Layers (each imports only those below it):
 //   acai (CLI) -> ACAI (tensors, autodiff, optimisers, device selection, benchmarks)
 //   -> ACAICPU (BLAS) / ACAIOpenCL (Kernels/*.cl) -> ACAIDevice (protocol, op table, pool, profiler)
-// Only ACAICPU imports CBLAS and only ACAIOpenCL imports COpenCL.
+// Only ACAICPU imports CBLAS and CLAPACK, and only ACAIOpenCL imports COpenCL.
 
 // The CPU device's SIMD tiles are compiled for the building machine's CPU; ACAI_TARGET_CPU (e.g. haswell)
 // names another, for a binary that must run on a different machine.
@@ -21,12 +21,16 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // TensorBoard's Event/Summary messages (generated once into ACAITraining/TensorBoardEvent.pb.swift).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACK", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
+        .systemLibrary(name: "CGIF", pkgConfig: "libgif", providers: [.apt(["libgif-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libjpeg behind a C shim that keeps its setjmp/longjmp error recovery inside C.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -34,7 +38,7 @@ let package = Package(
         .target(name: "ACAIDevice"),
         // -target-cpu native: the convolution tiles live in SIMD registers, which baseline x86-64 (SSE2)
         // spills; the CPU device is built where it runs (swift build, CI, CMake).
-        .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS"],
+        .target(name: "ACAICPU", dependencies: ["ACAIDevice", "CBLAS", "CLAPACK"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", cpuTarget])]),
         .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
                 plugins: [.plugin(name: "EmbedKernelsPlugin")]),
@@ -43,10 +47,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ACAIData", dependencies: ["CZlib", "CJPEGShim"]),
-        .target(name: "ACAIImaging", dependencies: ["CPNG"]),
+        .target(name: "ACAIImaging", dependencies: ["CPNG", "CGIF"]),
         .target(name: "ACAIModels", dependencies: ["ACAI"]),
         .target(name: "ACAIEval", dependencies: ["ACAI", "ACAIData", "ACAIModels"]),
-        .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging"]),
+        .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging",
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "acai", dependencies: [
             "ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

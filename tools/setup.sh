@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that ACAI builds and runs with (OpenCL ICD loader + headers, PoCL as a CPU OpenCL
-# device, clinfo, OpenBLAS, libpng, zlib, libjpeg, CMake, Ninja, pkg-config). Idempotent: installs only what
+# device, clinfo, OpenBLAS, LAPACKE, libpng, giflib, zlib, libjpeg, CMake, Ninja, pkg-config). Idempotent: installs only what
 # dpkg reports missing, and prints nothing when everything is there.
 # Set ACAI_SKIP_SETUP=1 to skip it (e.g. on a machine whose packages are managed elsewhere).
 set -euo pipefail
@@ -14,7 +14,7 @@ die() {
     exit 1
 }
 
-packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libpng-dev libopenblas-dev zlib1g-dev
+packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libpng-dev libopenblas-dev liblapacke-dev libgif-dev zlib1g-dev
           libjpeg62-turbo-dev cmake ninja-build pkg-config)
 
 command -v dpkg-query >/dev/null 2>&1 ||

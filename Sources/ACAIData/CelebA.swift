@@ -53,6 +53,31 @@ public enum JPEG {
     }
 }
 
+extension JPEG {
+    /// Encodes 8-bit grey (`channels` 1) or RGB (3) interleaved pixels, rows top to bottom, as a baseline JPEG.
+    public static func encode(pixels: [UInt8], width: Int, height: Int, channels: Int, quality: Int = 95) throws -> [UInt8] {
+        guard width > 0, height > 0, channels == 1 || channels == 3, pixels.count == width * height * channels,
+              width <= Int(Int32.max), height <= Int(Int32.max) else {
+            throw DatasetError.invalidFormat(file: "(JPEG being encoded)", reason: "\(pixels.count) bytes for \(width)x\(height)x\(channels)")
+        }
+        var out: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let rc = pixels.withUnsafeBufferPointer { buffer in
+            message.withUnsafeMutableBufferPointer { msg in
+                acai_jpeg_encode(buffer.baseAddress, Int32(width), Int32(height), Int32(channels), Int32(quality),
+                                 &out, &size, msg.baseAddress, msg.count)
+            }
+        }
+        defer { acai_jpeg_free(out) }
+        guard rc == 0, let out else {
+            let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw DatasetError.jpegDecode(file: "(JPEG being encoded)", message: text)
+        }
+        return Array(UnsafeBufferPointer(start: out, count: size))
+    }
+}
+
 /// TensorFlow 1's `tf.image.resize_bicubic(images, size)` with its defaults align_corners = False and (for
 /// TF ≥ 1.14) half_pixel_centers = False, i.e. the legacy kernel that the reference ran:
 /// - scale = in_size / out_size (Float), source coordinate of output index o = o·scale (no half-pixel shift),

@@ -105,6 +105,9 @@ let byteToUnit: [Float] = {
 
 // MARK: - File helpers
 
+/// The whole file at `path` as bytes; errors (`DatasetError`) name the file.
+public func readFileBytes(_ path: String) throws -> [UInt8] { try FileIO.readAll(path) }
+
 enum FileIO {
     /// `directory/name` without doubling the separator.
     static func join(_ directory: String, _ name: String) -> String {
@@ -183,21 +186,68 @@ enum FileIO {
 // MARK: - Byte reading
 
 /// Bounds-checked reads of big- and little-endian integers from a file's bytes; a read past the end throws
-/// `DatasetError.truncated` naming the file, the offset and the expected byte count.
-struct ByteReader {
-    let bytes: [UInt8]
-    let file: String
+/// `DatasetError.truncated` naming the file, the offset and the expected byte count. Every reader of an
+/// untrusted format (IDX, safetensors, .npy, TFRecord) goes through it, so no byte sequence can trap.
+public struct ByteReader: Sendable {
+    public let bytes: [UInt8]
+    public let file: String
 
-    func require(_ offset: Int, _ count: Int) throws {
+    public init(bytes: [UInt8], file: String) {
+        self.bytes = bytes
+        self.file = file
+    }
+
+    public var count: Int { bytes.count }
+
+    public func require(_ offset: Int, _ count: Int) throws {
         guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
             throw DatasetError.truncated(file: file, offset: offset, expected: count,
                                          available: max(0, bytes.count - max(0, offset)))
         }
     }
 
-    func uint32BE(at offset: Int) throws -> UInt32 {
+    public func uint32BE(at offset: Int) throws -> UInt32 {
         try require(offset, 4)
         return UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16
             | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
+    }
+
+    public func uint16LE(at offset: Int) throws -> UInt16 {
+        try require(offset, 2)
+        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+
+    public func uint32LE(at offset: Int) throws -> UInt32 {
+        try require(offset, 4)
+        var v: UInt32 = 0
+        for i in 0..<4 { v |= UInt32(bytes[offset + i]) << (8 * i) }
+        return v
+    }
+
+    public func uint64LE(at offset: Int) throws -> UInt64 {
+        try require(offset, 8)
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(bytes[offset + i]) << (8 * i) }
+        return v
+    }
+
+    /// `count` bytes from `offset`.
+    public func slice(_ offset: Int, _ count: Int) throws -> ArraySlice<UInt8> {
+        try require(offset, count)
+        return bytes[offset..<(offset + count)]
+    }
+
+    /// `count` little-endian float32 values from `offset`.
+    public func float32LE(at offset: Int, count: Int) throws -> [Float] {
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: 4)
+        guard !overflow else {
+            throw DatasetError.invalidFormat(file: file, reason: "\(count) float32 values do not fit in memory")
+        }
+        try require(offset, byteCount)
+        return (0..<count).map { i in
+            let o = offset + 4 * i
+            let bits = UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24
+            return Float(bitPattern: bits)
+        }
     }
 }

@@ -23,6 +23,8 @@ public struct TrainOptions: Codable, Sendable {
     public var progressSeconds: Double = 2
     public var out: String
     public var resume = false
+    /// A safetensors file (`acai export`) whose weights a new run starts from (`--init`).
+    public var initFrom: String?
 
     public init(model: ModelKind, config: ModelConfig, out: String) {
         self.model = model; self.config = config; self.out = out
@@ -31,7 +33,7 @@ public struct TrainOptions: Codable, Sendable {
 
 extension TrainOptions {
     enum CodingKeys: String, CodingKey {
-        case model, config, data, batch, kimg, minutes, seed, evalKimg, progressSeconds, out, resume
+        case model, config, data, batch, kimg, minutes, seed, evalKimg, progressSeconds, out, resume, initFrom
     }
 
     /// Decodes options.json; `data` may be absent (runs made before datasets were selectable trained on lines).
@@ -48,6 +50,7 @@ extension TrainOptions {
         progressSeconds = try c.decode(Double.self, forKey: .progressSeconds)
         out = try c.decode(String.self, forKey: .out)
         resume = try c.decode(Bool.self, forKey: .resume)
+        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
     }
 
     /// The options a run folder was created with (its options.json).
@@ -161,6 +164,8 @@ public final class Trainer {
     /// Evaluations run by this process (for the ETA).
     var evaluationsDone = 0
     var lossCounts = 0
+    /// Receivers of each evaluation besides the logs (the TensorBoard event file), made at the first one.
+    var sinks: [any EvaluationSink]?
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
     /// Held while the trainer lives: one process per run folder.
@@ -181,6 +186,7 @@ public final class Trainer {
         let fm = FileManager.default
         var options = options
         var resumeFrom: (Checkpoint.Header, [Float])?
+        let madeFolder = !fm.fileExists(atPath: options.out)
         do {
             try fm.createDirectory(atPath: options.out, withIntermediateDirectories: true)
         } catch {
@@ -211,6 +217,14 @@ public final class Trainer {
         self.options = options
         model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
         trainingStep = TrainingStep(model: model, device: device, replay: replaySteps, classes: options.config.classes)
+        // --init: the weights of a safetensors file, checked whole before anything is written (a folder this
+        // trainer made for a refused file is removed again).
+        if resumeFrom == nil, let path = options.initFrom {
+            do { try ModelWeights.load(path, into: model) } catch {
+                if madeFolder { try? fm.removeItem(atPath: options.out) }
+                throw error
+            }
+        }
         random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
         evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
         let test = data.testSet()
@@ -368,6 +382,10 @@ public final class Trainer {
         try rewriteLogs()
         try writePictures(interpolation)
         try writeCurves()
+        if sinks == nil { sinks = [try TensorBoardWriter(runFolder: options.out)] }
+        for sink in sinks ?? [] {
+            try sink.record(record, pictures: ["interpolation", "slerp", "reconstruction", "samples"].map { ("images/\($0)", options.out + "/\($0).png") })
+        }
         var line = "eval at \(String(format: "%.1f", Double(samples) / 1024)) kimg:"
         if let score {
             line += " mean distance \(String(format: "%.3e", score.meanDistance)), smoothness \(score.smoothness.isNaN ? "undefined (constant interpolations)" : String(format: "%.4f", score.smoothness)),"

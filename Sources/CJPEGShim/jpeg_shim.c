@@ -130,3 +130,49 @@ int acai_jpeg_decode(const unsigned char *data, size_t size, int accurate_dct,
 }
 
 void acai_jpeg_free(unsigned char *pixels) { free(pixels); }
+
+int acai_jpeg_encode(const unsigned char *pixels, int width, int height, int channels, int quality,
+                     unsigned char **out, size_t *out_size, char *error, size_t error_size) {
+    struct jpeg_compress_struct cinfo;
+    acai_error_mgr err;
+    unsigned char *buffer = NULL;
+    unsigned long size = 0;
+
+    *out = NULL;
+    *out_size = 0;
+    if (error != NULL && error_size > 0) error[0] = '\0';
+    if (pixels == NULL || width <= 0 || height <= 0 || (channels != 1 && channels != 3)) {
+        acai_set_error(error, error_size, "invalid image: need width, height > 0 and 1 or 3 channels");
+        return 1;
+    }
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = acai_error_exit;
+    err.pub.emit_message = acai_emit_message;
+    err.pub.output_message = acai_output_message;
+    if (setjmp(err.jump)) {
+        acai_set_error(error, error_size, err.message);
+        jpeg_destroy_compress(&cinfo);
+        free(buffer);
+        return 1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, &buffer, &size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    const size_t row = (size_t)width * (size_t)channels;
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW rowPointer = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * row);
+        jpeg_write_scanlines(&cinfo, &rowPointer, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    *out = buffer;
+    *out_size = (size_t)size;
+    return 0;
+}

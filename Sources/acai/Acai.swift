@@ -19,7 +19,7 @@ struct Acai: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acai",
         abstract: "Train autoencoders on OpenCL or the CPU and measure how well they interpolate (ACAI, Berthelot et al. 2018).",
-        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, CheckRun.self, Devices.self, Bench.self])
+        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, Export.self, Encode.self, CheckRun.self, Devices.self, Bench.self])
 }
 
 /// Options every command that computes shares.

@@ -9,7 +9,7 @@ import Foundation
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
-        abstract: "K-means on a run's latent codes (or on raw pixels with --raw), as the paper's Table 3: SVD whitening, Hungarian matching of clusters to labels, test accuracy.")
+        abstract: "K-means on a run's latent codes (SVD-whitened, as the reference) or on raw pixels with --raw (unwhitened unless --whiten), as the paper's Table 3: Hungarian matching of clusters to labels, test accuracy.")
 
     @Option(name: .customLong("run"), help: "Run folder (checkpoint.bin, options.json); writes cluster.json there.") var runFolder: String?
     @Flag(help: "Cluster raw pixels of --dataset instead of a run's codes (the paper's 'Data' column).") var raw = false
@@ -17,13 +17,16 @@ struct ClusterCommand: ParsableCommand {
     @Option(name: .customLong("n-init"), help: "K-means restarts (the reference's 1000).") var nInit = 1000
     @Option(name: .customLong("max-iter"), help: "K-means iterations per restart (reference: 1000).") var maxIter = 1000
     @Option(name: .customLong("max-train"), help: "Training images to encode (reference: up to 60000).") var maxTrain = 60000
-    @Flag(name: .customLong("no-whiten"), help: "Skip SVD whitening.") var noWhiten = false
+    @Flag(name: .customLong("no-whiten"), help: "Latent codes: skip the SVD whitening (the reference whitens them).") var noWhiten = false
+    @Flag(help: "--raw: SVD-whiten the pixels first (default: K-means on unwhitened pixels, the 'Data' numbers papers quote).") var whiten = false
     @Option(help: "Seed of the K-means initialisations.") var seed: UInt64 = 0
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
         if raw == (runFolder != nil) { throw ValidationError("give either --run FOLDER or --raw with --dataset") }
         if nInit < 1 || maxIter < 1 { throw ValidationError("--n-init and --max-iter must be positive") }
+        if whiten && !raw { throw ValidationError("--whiten applies to --raw; latent codes are whitened unless --no-whiten") }
+        if noWhiten && raw { throw ValidationError("--raw clusters unwhitened pixels already; --whiten whitens them") }
     }
 
     func run() throws {
@@ -34,7 +37,7 @@ struct ClusterCommand: ParsableCommand {
             let options = try TrainOptions.load(runFolder: runFolder)
             var spec = options.data
             spec.trainLimit = min(spec.trainLimit ?? maxTrain, maxTrain)
-            let source = try spec.make(seed: options.seed)
+            let source = try spec.make(seed: options.seed, runFolder: runFolder)
             guard let images = source as? ImageData else {
                 throw ValidationError("\(runFolder) trained on \(options.data.dataset), which has no labelled image files to cluster")
             }
@@ -56,13 +59,16 @@ struct ClusterCommand: ParsableCommand {
             labels = images.test.labels
             classes = images.classes
         }
+        let whitened = raw ? whiten : !noWhiten
+        print("K-means on \(raw ? "raw pixels" : "latent codes"), \(whitened ? "SVD-whitened" : "unwhitened")"
+              + (raw ? (whitened ? " (--whiten)" : " (the default for --raw; --whiten whitens them)") : (whitened ? " (the reference's default; --no-whiten skips it)" : " (--no-whiten)")))
         guard !labels.isEmpty else { throw ValidationError("the test split has no labels to score clusters against") }
         let kmeans = KMeans(clusters: classes, initializations: nInit, maxIterations: maxIter, seed: seed)
         let result = try clusterAccuracy(train: train, test: test, testLabels: labels, classes: classes, kmeans: kmeans,
-                                         whiten: !noWhiten)
+                                         whiten: whitened)
         let record = ClusterResult(accuracy: result.accuracy, inertia: result.inertia, initializations: nInit,
                                    maxIterations: maxIter, trainImages: train.shape[0], testImages: test.shape[0],
-                                   whitened: !noWhiten, seconds: Date().timeIntervalSince(started))
+                                   whitened: whitened, seconds: Date().timeIntervalSince(started))
         print(String(format: "clustering accuracy %.2f%% (K-means k=%d, %d restarts, %d train / %d test codes of %d dims)",
                      result.accuracy, classes, nInit, train.shape[0], test.shape[0], train.shape[1]))
         if let runFolder {

@@ -13,7 +13,7 @@ let paperTable1: [ModelKind: (distance: Double, smoothness: Double)] = [
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train ACAI and the plain autoencoder on lines with the same short budget (about ten minutes on 2 CPU cores) and compare their interpolations with the paper's.")
+        abstract: "Train ACAI and the plain autoencoder on lines with the same short budget (10-20 minutes on 2 CPU cores, evaluations included; --minutes caps each) and compare their interpolations with the paper's.")
 
     @Option(help: "Training samples per model, in kimg (176 kimg ≈ 180k samples: about 5 minutes for ACAI and 2 for the AE on 2 CPU cores).") var kimg: Double = 176
     @Option(help: "Optional cap on each model's training time, in minutes.") var minutes: Double?
@@ -67,6 +67,12 @@ func table1Markdown(_ runsPerModel: [[RunSummary]]) -> String {
             stats(runs.compactMap(\.last.probeAccuracy)),
         ]
         out += "| \(first.paperName) | \(runs.count) | \(first.samples) | \(String(format: "%.0f", rate)) | " + cells.joined(separator: " | ") + " |\n"
+    }
+    let short = runsPerModel.flatMap { $0 }.map(\.evaluations).filter { $0 < 20 }
+    if let fewest = short.min() {
+        out += "\n(median): the median of the last 20 evaluations, the paper's statistic; "
+            + "runs with fewer than 20 evaluations here (\(fewest == short.max() ? "\(fewest)" : "\(fewest) to \(short.max() ?? fewest)")) get the median of all of theirs, "
+            + "early plateau included: read the last value.\n"
     }
     return out
 }

@@ -64,14 +64,32 @@ struct DataOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Folder with the dataset's files as they ship (default: $ACAI_DATA).") var dataDir: String?
     @Option(name: .customLong("test-data-dir"), help: "Folder with the test split, when it lives elsewhere (default: --data-dir).") var testDataDir: String?
     @Option(name: .customLong("train-limit"), help: "Use at most this many training images.") var trainLimit: Int?
+    @Option(help: "--dataset folder: image size, a power of two (default 32); centre-crop and bicubic resize.") var size: Int?
+    @Option(help: "--dataset folder: 1 (grey) or 3 (RGB) channels (default: 3 unless every image is grey).") var channels: Int?
+    @Option(name: .customLong("test-fraction"), help: "--dataset folder without a test/ sub-folder: the seeded fraction held out (default 0.1).") var testFraction: Double?
+    @Flag(help: "--dataset folder: stop at the first image file that does not decode (default: skip it and count it).") var strict = false
 
     func validate() throws {
         guard DataSpec.names.contains(dataset) else {
             throw ValidationError("--dataset \(dataset): expected one of \(DataSpec.names.joined(separator: ", "))")
         }
+        if dataset != "folder", size != nil || channels != nil || testFraction != nil || strict {
+            throw ValidationError("--size, --channels, --test-fraction and --strict apply to --dataset folder only")
+        }
+        if dataset == "folder" {
+            do {
+                try ImageFolder.Options(size: size ?? 32, channels: channels, testFraction: testFraction ?? 0.1).validate()
+            } catch { throw ValidationError("\(error)") }
+        }
     }
 
-    var spec: DataSpec { DataSpec(dataset: dataset, dataDir: dataDir, testDataDir: testDataDir, trainLimit: trainLimit) }
+    var spec: DataSpec {
+        var s = DataSpec(dataset: dataset, dataDir: dataDir, testDataDir: testDataDir, trainLimit: trainLimit)
+        if dataset == "folder" {
+            s.size = size; s.channels = channels; s.testFraction = testFraction; s.strict = strict ? true : nil
+        }
+        return s
+    }
 }
 
 struct Train: ParsableCommand {
@@ -87,6 +105,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("eval-kimg"), help: "Evaluate, draw and checkpoint every this many kimg (reference: 64).") var evalKimg: Double = 64
     @Option(help: "Run folder (default: runs/MODEL).") var out: String?
     @Flag(help: "Continue the run in --out from its checkpoint.") var resume = false
+    @Option(name: .customLong("init"), help: "Start from the weights of a safetensors file (acai export) instead of a fresh initialisation.") var initFrom: String?
     @OptionGroup var device: DeviceOptions
     @OptionGroup var hyper: HyperparameterOptions
 
@@ -95,13 +114,28 @@ struct Train: ParsableCommand {
         if let kimg, kimg <= 0 { throw ValidationError("--kimg must be positive, got \(kimg)") }
         if let minutes, minutes <= 0 { throw ValidationError("--minutes must be positive, got \(minutes)") }
         if batch < 2 { throw ValidationError("--batch must be at least 2, got \(batch)") }
+        if initFrom != nil && resume { throw ValidationError("--init starts a new run; --resume continues one: give one of them") }
     }
 
     func run() throws {
         var config = try hyper.apply(to: data.spec.baseConfig(model))
+        if let initFrom {
+            // The file's format and model kind are checked before the data (a folder's cache) is written; its
+            // tensors against the model once the model is built.
+            let file = try SafetensorsFile.read(initFrom)
+            if let kind = file.metadata["acai.model"], kind != model.rawValue {
+                throw SafetensorsError(file: initFrom, "holds a model of kind '\(kind)', not '\(model.rawValue)'")
+            }
+        }
         let trainingData: any TrainingData
-        do { trainingData = try data.spec.make(seed: seed) } catch { throw ValidationError("\(error)") }
+        do { trainingData = try data.spec.make(seed: seed, runFolder: out ?? "runs/\(data.dataset)-\(model.rawValue)") } catch { throw ValidationError("\(error)") }
         config.classes = trainingData.classes
+        if data.dataset == "folder" {
+            // The images decide: --size, and the channels found when --channels is not given.
+            config.net.width = trainingData.imageShape[0]
+            config.net.colors = trainingData.imageShape[2]
+            do { try config.net.validate() } catch { throw ValidationError("\(error)") }
+        }
         var options = TrainOptions(model: model, config: config, out: out ?? "runs/\(data.dataset)-\(model.rawValue)")
         options.data = data.spec
         options.kimg = kimg
@@ -110,6 +144,7 @@ struct Train: ParsableCommand {
         options.seed = seed
         options.evalKimg = evalKimg
         options.resume = resume
+        options.initFrom = initFrom
         let trainer = try Trainer(options: options, device: try device.make(), data: trainingData)
         StopRequest.install()
         do {
@@ -159,15 +194,37 @@ struct EvalLines: ParsableCommand {
 
 struct Interpolate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the interpolation, slerp, reconstruction and sample grids of a run from its checkpoint, and score them.")
+        abstract: "Write the interpolation, slerp, reconstruction and sample grids of a run from its checkpoint, and score them; or, with --from and --to, interpolate between two pictures of your own (strip PNG and animated GIF beside the pixel cross-fade).")
 
     @Option(name: .customLong("run"), help: "Run folder holding checkpoint.bin.") var runFolder: String
+    @Option(help: "With --to: interpolate between two pictures of your own (PNG or JPEG) instead.") var from: String?
+    @Option(help: "With --from: the picture to interpolate to.") var to: String?
+    @Option(help: "With --from/--to: steps of the interpolation, both ends included.") var steps = 16
+    @Option(help: "With --from/--to: output path without extension (default: RUN/interpolate-FROM-TO); writes .png and .gif.") var out: String?
     @OptionGroup var device: DeviceOptions
 
+    func validate() throws {
+        if (from == nil) != (to == nil) { throw ValidationError("give both --from and --to, or neither") }
+        if steps < 2 || steps > 1024 { throw ValidationError("--steps must be from 2 to 1024, got \(steps)") }
+    }
+
     func run() throws {
+        if let from, let to {
+            let (model, _) = try loadRunModel(runFolder, on: try device.make())
+            let pair: PairInterpolation
+            do { pair = try PairInterpolation(model: model, from: from, to: to, steps: steps) } catch { throw ValidationError("\(error)") }
+            for note in pair.notes { print("note: \(note)") }
+            func stem(_ path: String) -> String { ((path as NSString).lastPathComponent as NSString).deletingPathExtension }
+            let base = out ?? runFolder + "/interpolate-\(stem(from))-\(stem(to))"
+            let scale = max(1, 128 / pair.size)
+            try PNG.write(try pair.strip(scale: scale), to: base + ".png")
+            try GIF.write(try pair.frames(scale: scale), delay: 12, to: base + ".gif")
+            print("written: \(base).png (top: decoded interpolation, bottom: pixel cross-fade, \(steps) steps), \(base).gif (decoded | cross-fade, there and back)")
+            return
+        }
         var options = try TrainOptions.load(runFolder: runFolder)
         options.resume = true
-        let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed))
+        let trainer = try Trainer(options: options, device: try device.make(), data: try options.data.make(seed: options.seed, runFolder: runFolder))
         try trainer.drawAndScore()
     }
 }

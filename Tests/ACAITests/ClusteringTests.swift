@@ -150,7 +150,12 @@ final class ClusteringTests: XCTestCase {
 
     /// max |A·v_j − λ_j·v_j| over all entries, and max |VᵀV − I|.
     static func eigenResiduals(_ a: [Double], _ e: SymmetricEigendecomposition) -> (residual: Double, orthogonality: Double) {
-        let n = e.dimension
+        eigenResiduals(a, n: e.dimension, values: e.values, vectors: e.vectors)
+    }
+
+    static func eigenResiduals(_ a: [Double], n: Int, values: [Double], vectors: [Double]) -> (residual: Double, orthogonality: Double) {
+        struct E { var values: [Double]; var vectors: [Double] }
+        let e = E(values: values, vectors: vectors)
         var residual = 0.0, orthogonality = 0.0
         for j in 0..<n {
             let v = Array(e.vectors[(j * n)..<((j + 1) * n)])
@@ -168,7 +173,7 @@ final class ClusteringTests: XCTestCase {
         return (residual, orthogonality)
     }
 
-    func testEigendecompositionRecoversKnownSpectrum() {
+    func testEigendecompositionRecoversKnownSpectrum() throws {
         var rng = TestRandom.generator(self)
         for n in [1, 2, 3, 13, 40] {
             // Known spectrum with a repeated value, a zero and negatives.
@@ -178,8 +183,15 @@ final class ClusteringTests: XCTestCase {
             var a = [Double](repeating: 0, count: n * n)
             for i in 0..<n { for j in 0..<n { for k in 0..<n { a[i * n + j] += q[i * n + k] * lambda[k] * q[j * n + k] } } }
             for i in 0..<n { for j in 0..<i { a[j * n + i] = a[i * n + j] } }  // exactly symmetric
-            let e = SymmetricEigendecomposition(symmetric: a, dimension: n)
+            let e = try SymmetricEigendecomposition(symmetric: a, dimension: n)
+            let reference = ReferenceSymmetricEigendecomposition(symmetric: a, dimension: n)
             let scale = max(1, lambda.map(abs).max()!)
+            for (got, want) in zip(e.values, reference.values) {
+                XCTAssertEqual(got, want, accuracy: 1e-11 * scale, "LAPACK against the hand-written float64 reference, n = \(n)")
+            }
+            let referenceResiduals = Self.eigenResiduals(a, n: n, values: reference.values, vectors: reference.vectors)
+            XCTAssertLessThan(referenceResiduals.residual, 1e-11 * scale)
+            XCTAssertLessThan(referenceResiduals.orthogonality, 1e-12)
             for (got, want) in zip(e.values, lambda.sorted(by: >)) {
                 XCTAssertEqual(got, want, accuracy: 1e-11 * scale, "eigenvalue, n = \(n)")
             }
@@ -188,22 +200,24 @@ final class ClusteringTests: XCTestCase {
             XCTAssertLessThan(orthogonality, 1e-12, "‖VᵀV − I‖max, n = \(n)")
         }
         // Diagonal and zero matrices.
-        let diagonal = SymmetricEigendecomposition(symmetric: [2, 0, 0, 0, -1, 0, 0, 0, 5], dimension: 3)
+        let diagonal = try SymmetricEigendecomposition(symmetric: [2, 0, 0, 0, -1, 0, 0, 0, 5], dimension: 3)
         XCTAssertEqual(diagonal.values, [5, 2, -1])
         XCTAssertEqual(diagonal.vectors.map(abs), [0, 0, 1, 1, 0, 0, 0, 1, 0])
-        let zero = SymmetricEigendecomposition(symmetric: [Double](repeating: 0, count: 16), dimension: 4)
+        let zero = try SymmetricEigendecomposition(symmetric: [Double](repeating: 0, count: 16), dimension: 4)
         XCTAssertEqual(zero.values, [0, 0, 0, 0])
         XCTAssertLessThan(Self.eigenResiduals([Double](repeating: 0, count: 16), zero).orthogonality, 1e-15)
     }
 
-    func testEigendecompositionLargeIsFastAndAccurate() {
+    func testEigendecompositionLargeIsFastAndAccurate() throws {
         var rng = TestRandom.generator(self)
         let n = 300
         var a = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in 0...i { let v = Self.normal(&rng); a[i * n + j] = v; a[j * n + i] = v } }
         let start = Date()
-        let e = SymmetricEigendecomposition(symmetric: a, dimension: n)
+        let e = try SymmetricEigendecomposition(symmetric: a, dimension: n)
         let seconds = Date().timeIntervalSince(start)
+        let reference = ReferenceSymmetricEigendecomposition(symmetric: a, dimension: n)
+        for (got, want) in zip(e.values, reference.values) { XCTAssertEqual(got, want, accuracy: 1e-10 * Double(n)) }
         print("eigendecomposition of a \(n)×\(n) matrix: \(String(format: "%.2f", seconds)) s")
         XCTAssertLessThan(seconds, 20, "a 300×300 eigendecomposition should take seconds, not minutes (debug build)")
         let trace = (0..<n).reduce(0.0) { $0 + a[$1 * n + $1] }
@@ -213,6 +227,47 @@ final class ClusteringTests: XCTestCase {
         let norm = e.values.map(abs).max()!
         XCTAssertLessThan(residual, 1e-11 * norm, "‖AV − VΛ‖max")
         XCTAssertLessThan(orthogonality, 1e-11, "‖VᵀV − I‖max")
+    }
+
+    /// Fewer points than dimensions: the n×n Gram path gives the singular values and right singular vectors of a
+    /// float64 reference (the d×d Gram decomposed by the hand-written reference), up to each vector's sign, and
+    /// the raw-pixel case the issue timed (5 points of 3,072 dimensions) takes well under a second.
+    func testWhiteningWithFewerPointsThanDimensions() throws {
+        let seed = TestRandom.seed(self)
+        try TestDevices.forEach { device in
+            var rng = SeededGenerator(seed: seed)
+            let n = 7, d = 30
+            let x = (0..<(n * d)).map { _ in Float(Self.normal(&rng) * 2 + 1) }
+            let w = try Whitening(fitting: x, rows: n, columns: d, on: device)
+            XCTAssertEqual(w.outputDimension, n)
+            let xd = x.map(Double.init)
+            let mean = (0..<d).map { j in (0..<n).reduce(0.0) { $0 + xd[$1 * d + j] } / Double(n) }
+            var gram = [Double](repeating: 0, count: d * d)
+            for r in 0..<n { for i in 0..<d { for j in 0..<d { gram[i * d + j] += (xd[r * d + i] - mean[i]) * (xd[r * d + j] - mean[j]) } } }
+            let reference = ReferenceSymmetricEigendecomposition(symmetric: gram, dimension: d)
+            // Rank n − 1 after centring: the first n − 1 directions are determined, the last is null.
+            for j in 0..<(n - 1) {
+                let want = max(reference.values[j], 0).squareRoot()
+                XCTAssertEqual(w.singularValues[j], want, accuracy: 1e-4 * want, "singular value \(j) on \(device.id)")
+                let dot = (0..<d).reduce(0.0) { $0 + Double(w.components[j * d + $1]) * reference.vectors[j * d + $1] }
+                XCTAssertEqual(abs(dot), 1, accuracy: 1e-4, "direction \(j) on \(device.id)")
+            }
+            XCTAssertLessThan(w.singularValues[n - 1], 1e-3 * w.singularValues[0])
+            // Whitened training rows: unit-variance-like columns, XᵀX ≈ I on the determined directions.
+            let y = try w.apply(Tensor(shape: [n, d], values: x, on: device)).toArray().map(Double.init)
+            for i in 0..<(n - 1) {
+                let dot = (0..<n).reduce(0.0) { $0 + y[$1 * n + i] * y[$1 * n + i] }
+                XCTAssertEqual(dot, 1, accuracy: 1e-3, "whitened column \(i) on \(device.id)")
+            }
+        }
+        var rng = SeededGenerator(seed: seed)
+        let pixels = (0..<(5 * 3072)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let start = Date()
+        let w = try Whitening(fitting: pixels, rows: 5, columns: 3072, on: TestDevices.cpu)
+        let seconds = Date().timeIntervalSince(start)
+        print("whitening of 5 points of 3072 dimensions: \(String(format: "%.3f", seconds)) s")
+        XCTAssertEqual(w.outputDimension, 5)
+        XCTAssertLessThan(seconds, 5, "the n×n Gram path is O(n²d)")
     }
 
     /// Whitened training data satisfy XᵀX = diag(s²/(s + 1e-5)²) ≈ I (so the covariance is I/n); apply matches a
@@ -242,7 +297,7 @@ final class ClusteringTests: XCTestCase {
             assertClose(actual: whitening.mean, expected: mean, atol: 1e-5, rtol: 1e-5, context: "mean on \(device.id)")
             var gram = [Double](repeating: 0, count: d * d)
             for r in 0..<n { for i in 0..<d { for j in 0..<d { gram[i * d + j] += (xd[r * d + i] - mean[i]) * (xd[r * d + j] - mean[j]) } } }
-            let reference = SymmetricEigendecomposition(symmetric: gram, dimension: d).values.map { max($0, 0).squareRoot() }
+            let reference = ReferenceSymmetricEigendecomposition(symmetric: gram, dimension: d).values.map { max($0, 0).squareRoot() }
             for (got, want) in zip(whitening.singularValues, reference) {
                 XCTAssertEqual(got, want, accuracy: 1e-4 * want, "singular value on \(device.id)")
             }

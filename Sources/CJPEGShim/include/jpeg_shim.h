@@ -24,8 +24,14 @@ int acai_jpeg_decode(const unsigned char *data, size_t size, int accurate_dct,
                      unsigned char **pixels, int *width, int *height, int *channels,
                      char *error, size_t error_size);
 
-/// Releases pixels returned by acai_jpeg_decode (NULL is allowed).
+/// Releases pixels returned by acai_jpeg_decode, or bytes returned by acai_jpeg_encode (NULL is allowed).
 void acai_jpeg_free(unsigned char *pixels);
+
+/// Encodes `height` rows of `width` pixels of `channels` (1 = grey, 3 = RGB) interleaved bytes as a baseline
+/// JPEG of `quality` (1-100). Returns 0 on success with `*out` malloc'ed (`*out_size` bytes; release it with
+/// acai_jpeg_free); non-zero on failure, with libjpeg's message in `error`.
+int acai_jpeg_encode(const unsigned char *pixels, int width, int height, int channels, int quality,
+                     unsigned char **out, size_t *out_size, char *error, size_t error_size);
 
 #ifdef __cplusplus
 }
