@@ -60,7 +60,13 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         self.queue = try CLQueue(context: context, device: located.device, profiling: profiler.enabled)
         self.programs = ProgramCache(context: context, device: located.device, deviceName: info.name,
                                      driverVersion: info.driverVersion)
-        self.currentTuning = OpenCLTuning.defaults(for: info)
+        // ACAI_OPENCL_TUNING=gpu|cpu picks the other device type's launch parameters (e.g. to count the GPU
+        // code paths' launches on PoCL).
+        switch ProcessInfo.processInfo.environment["ACAI_OPENCL_TUNING"] {
+        case "gpu": self.currentTuning = OpenCLTuning.gpu(computeUnits: info.computeUnits)
+        case "cpu": self.currentTuning = OpenCLTuning.defaults(for: OpenCLDeviceInfo.cpuLike(info))
+        default: self.currentTuning = OpenCLTuning.defaults(for: info)
+        }
 
         let environmentLimit = ProcessInfo.processInfo.environment["ACAI_MEMORY_LIMIT"].flatMap(parseByteCount)
         let limit = max(memoryLimitBytes ?? environmentLimit ?? info.globalMemoryBytes, 0)

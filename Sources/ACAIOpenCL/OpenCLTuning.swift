@@ -75,3 +75,12 @@ public struct OpenCLTuning: Sendable, Equatable, CustomStringConvertible {
             + (localTiles ? ", local-memory tiled convolutions" : "")
     }
 }
+
+extension OpenCLDeviceInfo {
+    /// The same device described as a CPU (for `ACAI_OPENCL_TUNING=cpu`).
+    static func cpuLike(_ info: OpenCLDeviceInfo) -> OpenCLDeviceInfo {
+        var copy = info
+        copy.type = .cpu
+        return copy
+    }
+}
