@@ -247,13 +247,36 @@ public enum SVHN {
     /// Reads and concatenates SVHN-format MAT-files. Labels are y − 1 as the reference `create_datasets.py`
     /// (`labels -= 1`): digits 1…9 → 0…8 and y = 10 (digit 0) → 9.
     public static func load(files: [String], limit: Int? = nil) throws -> Dataset {
+        var builder = Builder(wanted: max(0, limit ?? Int.max))
+        for path in files where builder.labels.count < builder.wanted {
+            try builder.append(MATFile(path: path))
+        }
+        return builder.dataset
+    }
+
+    /// The dataset of one parsed SVHN-format MAT-file (at most `limit` examples).
+    public static func load(_ mat: MATFile, limit: Int? = nil) throws -> Dataset {
+        var builder = Builder(wanted: max(0, limit ?? Int.max))
+        try builder.append(mat)
+        return builder.dataset
+    }
+
+    /// Examples of one or more files, in order, up to `wanted`.
+    struct Builder {
+        let wanted: Int
         var images: [Float] = []
         var labels: [Int] = []
         var shape: (h: Int, w: Int, c: Int, file: String)?
-        let wanted = max(0, limit ?? Int.max)
-        let lut = byteToUnit
-        for path in files where labels.count < wanted {
-            let mat = try MATFile(path: path)
+
+        var dataset: Dataset {
+            let s = shape ?? (32, 32, 3, "")
+            return Dataset(name: DatasetName.svhn32.rawValue, images: images, labels: labels, count: labels.count,
+                           height: s.h, width: s.w, channels: s.c, classes: 10)
+        }
+
+        mutating func append(_ mat: MATFile) throws {
+            let path = mat.path
+            let lut = byteToUnit
             let missing = ["X", "y"].filter { mat.variable($0) == nil }
             guard missing.isEmpty, let x = mat.variable("X"), let y = mat.variable("y") else {
                 throw DatasetError.missingVariable(file: path, missing: missing, found: mat.variables.map(\.name))
@@ -327,8 +350,5 @@ public enum SVHN {
                 }
             }
         }
-        let s = shape ?? (32, 32, 3, "")
-        return Dataset(name: DatasetName.svhn32.rawValue, images: images, labels: labels, count: labels.count,
-                       height: s.h, width: s.w, channels: s.c, classes: 10)
     }
 }

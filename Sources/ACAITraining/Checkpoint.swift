@@ -71,6 +71,11 @@ public struct Checkpoint {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TrainingError.badCheckpoint("checkpoint \(path) does not exist or cannot be read")
         }
+        return try decode(data, path: path)
+    }
+
+    /// Parses and validates the bytes of a checkpoint file; errors name `path`.
+    public static func decode(_ data: Data, path: String) throws -> (header: Header, values: [Float]) {
         guard data.count >= 16, Array(data.prefix(8)) == magic else {
             throw TrainingError.badCheckpoint("checkpoint \(path) is not an acai checkpoint (expected the bytes 'ACAICKPT' at offset 0)")
         }
@@ -84,8 +89,8 @@ public struct Checkpoint {
         } catch {
             throw TrainingError.badCheckpoint("checkpoint \(path) has a corrupt header: \(error)")
         }
-        let expected = header.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } * 4
         let payload = data.subdata(in: (16 + Int(length))..<data.count)
+        let expected = header.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } * 4
         guard payload.count == expected else {
             throw TrainingError.badCheckpoint("checkpoint \(path) is truncated or padded: \(payload.count) bytes of values, expected \(expected)")
         }
