@@ -194,6 +194,14 @@ public struct MATFile: Sendable {
                 }
                 dims.append(d)
             }
+            // The element count of every variable must be an Int: `elementCount` and the SVHN conversion use it.
+            let (elements, overflow) = dims.reduce((1, false)) { acc, d in
+                let (p, o) = acc.0.multipliedReportingOverflow(by: d)
+                return (p, acc.1 || o)
+            }
+            guard !overflow else {
+                throw DatasetError.invalidFormat(file: path, reason: "dimensions \(dims.map(String.init).joined(separator: "x")) of the matrix at offset \(start)\(context.isEmpty ? "" : " (\(context))") overflow the element count")
+            }
             let nameTag = try tag(b, at: dimsTag.next, end: end, context: context)
             let name = String(decoding: b[nameTag.dataOffset..<(nameTag.dataOffset + nameTag.size)], as: UTF8.self)
             var data: NumericData?
@@ -206,8 +214,7 @@ public struct MATFile: Sendable {
                     throw DatasetError.invalidFormat(file: path, reason: "variable \(name): \(realTag.size) bytes is not a whole number of \(size)-byte elements")
                 }
                 let count = realTag.size / size
-                let expected = dims.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
-                guard count == expected else {
+                guard count == elements else {
                     throw DatasetError.invalidFormat(file: path, reason: "variable \(name): \(count) elements stored for dimensions \(dims.map(String.init).joined(separator: "x"))")
                 }
                 data = NumericData(type: realTag.type, storage: b, offset: realTag.dataOffset, count: count, bigEndian: bigEndian)

@@ -56,6 +56,9 @@ public enum PNG {
         }
     }
 
+    /// The largest image read (8192 x 8192): a bound on what a PNG's header can make `decode` allocate.
+    public static let maximumPixels = 1 << 26
+
     /// Reads a PNG as 8-bit grey (`channels` 1) or RGB (`channels` 3), converting as libpng does.
     public static func read(_ path: String, channels: Int = 1) throws -> Image8 {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -79,6 +82,15 @@ public enum PNG {
             }
             png.format = channels == 1 ? formatGray : formatRGB
             let width = Int(png.width), height = Int(png.height)
+            // Deflate expands at most 1032:1 and every row holds a filter byte and at least a bit per pixel:
+            // a header claiming more pixels than the file can hold is refused before anything is allocated.
+            let rawBytes = height * (1 + (width + 7) / 8)
+            guard width * height <= PNG.maximumPixels, rawBytes <= 1032 * raw.count else {
+                png_image_free(&png)
+                throw ImageError.unreadable(path: path, reason: "IHDR width x height \(width)x\(height) is "
+                    + (width * height > PNG.maximumPixels ? "more than the \(PNG.maximumPixels) pixels accepted"
+                                                          : "more than the \(raw.count) bytes of the file can hold"))
+            }
             var pixels = [UInt8](repeating: 0, count: width * height * channels)
             let ok = pixels.withUnsafeMutableBytes { out in
                 png_image_finish_read(&png, nil, out.baseAddress, png_int_32(width * channels), nil)

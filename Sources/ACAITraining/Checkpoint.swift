@@ -90,7 +90,22 @@ public struct Checkpoint {
             throw TrainingError.badCheckpoint("checkpoint \(path) has a corrupt header: \(error)")
         }
         let payload = data.subdata(in: (16 + Int(length))..<data.count)
-        let expected = header.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } * 4
+        // Shapes come from the file: each is checked before its size is used, against the bytes present.
+        var expected = 0
+        for (i, tensor) in header.tensors.enumerated() {
+            var count = 1
+            for d in tensor.shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard d >= 0, !overflow, product <= payload.count / 4 else {
+                    throw TrainingError.badCheckpoint("checkpoint \(path): header field tensors[\(i)].shape \(tensor.shape) of tensor \(tensor.name) \(d < 0 ? "is negative" : "needs more than the \(payload.count) bytes of values in the file (truncated or corrupt)")")
+                }
+                count = product
+            }
+            expected += 4 * count
+            guard expected <= payload.count else {
+                throw TrainingError.badCheckpoint("checkpoint \(path) is truncated: the tensors up to tensors[\(i)] (\(tensor.name)) need \(expected) bytes of values, the file has \(payload.count)")
+            }
+        }
         guard payload.count == expected else {
             throw TrainingError.badCheckpoint("checkpoint \(path) is truncated or padded: \(payload.count) bytes of values, expected \(expected)")
         }

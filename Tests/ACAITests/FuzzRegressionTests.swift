@@ -70,5 +70,18 @@ final class FuzzRegressionTests: XCTestCase {
 
     // (target, kept input, words its error must contain): one row per bug fixed (BENCHMARKS.md).
     static let fixedBugs: [(target: FuzzTarget, file: String, mentions: [String])] = [
+        // Overflow of the element count wrapped to the 0 elements stored; then elementCount trapped.
+        (FuzzTargets.mat, "mat-dimensions-overflow.mat", ["65536x65536x65536x65536", "offset 136", "overflow"]),
+        // Shapes multiplied unchecked: a trap on overflow.
+        (FuzzTargets.checkpoint, "checkpoint-shape-overflow.bin", ["tensors[0].shape", "param/x"]),
+        // Negative dimensions whose product looked right were accepted.
+        (FuzzTargets.checkpoint, "checkpoint-negative-shape.bin", ["tensors[0].shape", "negative"]),
+        // An IHDR of 10^6 x 10^6 pixels: a 3 TB allocation.
+        (FuzzTargets.png, "png-huge-dimensions.png", ["IHDR", "1000000x1000000"]),
+        // A SOF of 65500 x 65500 pixels: a 12.9 GB allocation (and 4 billion grey pixels decoded).
+        (FuzzTargets.jpeg, "jpeg-huge-dimensions.jpg", ["SOF", "65500x65500"]),
+        // The example, refused before any allocation (not a bug: the check was there).
+        (FuzzTargets.idx, "idx-2e32-images-of-65536x65536.idx3-ubyte", ["4294967295x65536x65536", "offset 4"]),
+        (FuzzTargets.idxGz, "idx-2e32-images-of-65536x65536.idx3-ubyte.gz", ["4294967295x65536x65536", "offset 4"]),
     ]
 }
