@@ -22,13 +22,15 @@ static void acai_error_exit(j_common_ptr cinfo) {
     longjmp(err->jump, 1);
 }
 
-// Warnings and trace messages: never printed to stderr. A premature end of data is an error for a dataset
-// loader: decoding stops there (libjpeg would fill the rest of the image with grey, row after row).
+// Warnings and trace messages: never printed to stderr. A premature end of the file (JWRN_JPEG_EOF) or of
+// the entropy-coded data (JWRN_HIT_MARKER) is an error for a dataset loader: decoding stops there (libjpeg
+// would fill the rest of the image with grey, row after row, however many rows the header claims).
 static void acai_emit_message(j_common_ptr cinfo, int msg_level) {
     acai_error_mgr *err = (acai_error_mgr *)cinfo->err;
     if (msg_level < 0) {
         cinfo->err->num_warnings++;
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF && !err->truncated) {
+        int code = cinfo->err->msg_code;
+        if ((code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER) && !err->truncated) {
             err->truncated = 1;
             (*cinfo->err->format_message)(cinfo, err->message);
             longjmp(err->jump, 1);

@@ -79,7 +79,11 @@ final class FuzzRegressionTests: XCTestCase {
         // An IHDR of 10^6 x 10^6 pixels: a 3 TB allocation.
         (FuzzTargets.png, "png-huge-dimensions.png", ["IHDR", "1000000x1000000"]),
         // A SOF of 65500 x 65500 pixels: a 12.9 GB allocation (and 4 billion grey pixels decoded).
-        (FuzzTargets.jpeg, "jpeg-huge-dimensions.jpg", ["SOF", "65500x65500"]),
+        (FuzzTargets.jpeg, "jpeg-huge-dimensions.jpg", ["SOF", "65500x65500", "16777216 pixels"]),
+        // Found by the fuzzer: a SOF of 255 x 51378 pixels over 18 KB took 2.2 s (libjpeg filled the rows
+        // past the data with grey); the decoder now stops where the entropy-coded data ends.
+        (FuzzTargets.jpeg, "jpeg-slow-sof-255x51378.jpg", ["fuzz.jpg", "premature end of data segment"]),
+        (FuzzTargets.jpeg, "jpeg-rows-beyond-data.jpg", ["fuzz.jpg", "premature end of data segment"]),
         // The example, refused before any allocation (not a bug: the check was there).
         (FuzzTargets.idx, "idx-2e32-images-of-65536x65536.idx3-ubyte", ["4294967295x65536x65536", "offset 4"]),
         (FuzzTargets.idxGz, "idx-2e32-images-of-65536x65536.idx3-ubyte.gz", ["4294967295x65536x65536", "offset 4"]),
