@@ -84,10 +84,30 @@ public enum FuzzTargets {
         _ = try CIFAR10.parse(bytes, file: file)
     }
 
-    /// PNG through libpng's simplified API, as grey and as RGB.
+    /// PNG through libpng's simplified API, as grey and as RGB. The chunks' CRCs are recomputed first (as
+    /// libpng's own fuzzer ignores them), so that mutations reach the chunks' contents.
     public static let png = FuzzTarget(name: "png", file: "fuzz.png") { bytes, file in
-        _ = try PNG.decode(bytes, channels: 1, file: file)
-        _ = try PNG.decode(bytes, channels: 3, file: file)
+        let fixed = withValidCRCs(bytes)
+        _ = try PNG.decode(fixed, channels: 1, file: file)
+        _ = try PNG.decode(fixed, channels: 3, file: file)
+    }
+
+    /// `bytes` with the CRC of every complete chunk after the 8-byte signature set to the right value.
+    static func withValidCRCs(_ bytes: [UInt8]) -> [UInt8] {
+        var out = bytes, offset = 8
+        while offset + 12 <= out.count {
+            let length = out[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+            guard length <= out.count - offset - 12 else { break }
+            var crc: UInt32 = 0xffff_ffff
+            for byte in out[(offset + 4)..<(offset + 8 + length)] {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xedb8_8320 : crc >> 1 }
+            }
+            crc = ~crc
+            for k in 0..<4 { out[offset + 8 + length + k] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * k)) }
+            offset += 12 + length
+        }
+        return out
     }
 
     /// JPEG through libjpeg (the C shim), then CelebA's crop and bicubic resize.
