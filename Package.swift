@@ -11,6 +11,12 @@ import PackageDescription
 // names another, for a binary that must run on a different machine.
 let cpuTarget = ProcessInfo.processInfo.environment["ACAI_TARGET_CPU"] ?? "native"
 
+// ACAI_FUZZ=1 (tools/fuzz.sh, with its own --scratch-path .build-fuzz) adds the libFuzzer targets: one executable
+// per folder Fuzz/<name>/main.swift, product fuzz-<name>, each driving the entry of the same name in
+// Sources/ACAIFuzz. The parsers' modules are compiled with coverage and AddressSanitizer. Without ACAI_FUZZ
+// nothing here changes the ordinary build (nor CMake, which lists its own targets).
+let fuzzing = ProcessInfo.processInfo.environment["ACAI_FUZZ"] == "1"
+
 let package = Package(
     name: "acai",
     platforms: [.macOS(.v14)],
@@ -65,8 +71,37 @@ let package = Package(
 
         .target(name: "ACAITestSupport", dependencies: ["ACAI", "ACAIDevice", "ACAICPU", "ACAIOpenCL"]),
         .testTarget(name: "ACAIDeviceTests", dependencies: ["ACAI", "ACAITestSupport"]),
-        .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining", "ACAITestSupport"]),
+        // The fuzz targets' parser entries, also replayed over Tests/Regressions by the ordinary tests.
+        .target(name: "ACAIFuzz", dependencies: ["ACAIData", "ACAIImaging", "ACAITraining"]),
+        .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining", "ACAITestSupport", "ACAIFuzz"]),
         .testTarget(name: "ACAIDataTests", dependencies: ["ACAIData"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+if fuzzing {
+    let sanitizers = "-sanitize=fuzzer,address"
+    for target in package.targets {
+        switch target.name {
+        case "ACAIData", "ACAIImaging", "ACAIModels", "ACAITraining", "ACAIFuzz":
+            target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags([sanitizers])]
+        case "CJPEGShim":
+            target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=fuzzer-no-link,address"])]
+        default:
+            break
+        }
+    }
+    // libFuzzer's LLVMFuzzerRunDriver, called from each main.swift (SwiftPM renames an executable's main, so
+    // libFuzzer's own main cannot be the entry point).
+    package.targets.append(.target(name: "CFuzzerDriver", path: "Fuzz/CFuzzerDriver"))
+    let folder = Context.packageDirectory + "/Fuzz"
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+        .filter { FileManager.default.fileExists(atPath: "\(folder)/\($0)/main.swift") }.sorted()
+    for name in names {
+        let target = "fuzz_" + name.replacingOccurrences(of: "-", with: "_")
+        package.targets.append(.executableTarget(
+            name: target, dependencies: ["ACAIFuzz", "CFuzzerDriver"], path: "Fuzz/\(name)",
+            swiftSettings: [.unsafeFlags([sanitizers])], linkerSettings: [.unsafeFlags([sanitizers])]))
+        package.products.append(.executable(name: "fuzz-\(name)", targets: [target]))
+    }
+}

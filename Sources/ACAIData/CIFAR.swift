@@ -38,50 +38,66 @@ public enum CIFAR10 {
 
     /// Reads and concatenates CIFAR-10 binary batch files.
     public static func load(files: [String], limit: Int? = nil) throws -> Dataset {
-        let pixels = side * side * 3
         var images: [Float] = []
         var labels: [Int] = []
         let wanted = max(0, limit ?? Int.max)
-        let lut = byteToUnit
         for path in files where labels.count < wanted {
-            let bytes = try FileIO.readAll(path)
-            guard !bytes.isEmpty else {
-                throw DatasetError.truncated(file: path, offset: 0, expected: recordSize, available: 0)
+            try append(FileIO.readAll(path), file: path, wanted: wanted, images: &images, labels: &labels)
+        }
+        return dataset(images: images, labels: labels)
+    }
+
+    /// Parses the bytes of one CIFAR-10 binary batch (at most `limit` records); errors name `file`.
+    public static func parse(_ bytes: [UInt8], file: String, limit: Int? = nil) throws -> Dataset {
+        var images: [Float] = []
+        var labels: [Int] = []
+        try append(bytes, file: file, wanted: max(0, limit ?? Int.max), images: &images, labels: &labels)
+        return dataset(images: images, labels: labels)
+    }
+
+    static func dataset(images: [Float], labels: [Int]) -> Dataset {
+        Dataset(name: DatasetName.cifar10.rawValue, images: images, labels: labels, count: labels.count,
+                height: side, width: side, channels: 3, classes: 10)
+    }
+
+    /// Appends the records of one batch file's bytes, until `labels` holds `wanted` examples.
+    static func append(_ bytes: [UInt8], file path: String, wanted: Int, images: inout [Float], labels: inout [Int]) throws {
+        let pixels = side * side * 3
+        let lut = byteToUnit
+        guard !bytes.isEmpty else {
+            throw DatasetError.truncated(file: path, offset: 0, expected: recordSize, available: 0)
+        }
+        let records = bytes.count / recordSize
+        guard bytes.count % recordSize == 0 else {
+            throw DatasetError.truncated(file: path, offset: records * recordSize, expected: recordSize,
+                                         available: bytes.count - records * recordSize)
+        }
+        let take = min(records, wanted - labels.count)
+        for r in 0..<take {
+            let label = Int(bytes[r * recordSize])
+            guard label < 10 else {
+                throw DatasetError.invalidFormat(file: path, reason: "label \(label) of record \(r) (offset \(r * recordSize)) is not in 0...9")
             }
-            let records = bytes.count / recordSize
-            guard bytes.count % recordSize == 0 else {
-                throw DatasetError.truncated(file: path, offset: records * recordSize, expected: recordSize,
-                                             available: bytes.count - records * recordSize)
-            }
-            let take = min(records, wanted - labels.count)
-            let start = images.count
-            images += [Float](repeating: 0, count: take * pixels)
-            for r in 0..<take {
-                let label = Int(bytes[r * recordSize])
-                guard label < 10 else {
-                    throw DatasetError.invalidFormat(file: path, reason: "label \(label) of record \(r) (offset \(r * recordSize)) is not in 0...9")
-                }
-                labels.append(label)
-            }
-            bytes.withUnsafeBufferPointer { src in
-                images.withUnsafeMutableBufferPointer { dst in
-                    lut.withUnsafeBufferPointer { table in
-                        guard let s = src.baseAddress, let d = dst.baseAddress, let t = table.baseAddress else { return }
-                        let plane = side * side
-                        for r in 0..<take {
-                            let record = s + r * recordSize + 1
-                            let image = d + start + r * pixels
-                            for p in 0..<plane {
-                                image[3 * p] = t[Int(record[p])]
-                                image[3 * p + 1] = t[Int(record[plane + p])]
-                                image[3 * p + 2] = t[Int(record[2 * plane + p])]
-                            }
+            labels.append(label)
+        }
+        let start = images.count
+        images += [Float](repeating: 0, count: take * pixels)
+        bytes.withUnsafeBufferPointer { src in
+            images.withUnsafeMutableBufferPointer { dst in
+                lut.withUnsafeBufferPointer { table in
+                    guard let s = src.baseAddress, let d = dst.baseAddress, let t = table.baseAddress else { return }
+                    let plane = side * side
+                    for r in 0..<take {
+                        let record = s + r * recordSize + 1
+                        let image = d + start + r * pixels
+                        for p in 0..<plane {
+                            image[3 * p] = t[Int(record[p])]
+                            image[3 * p + 1] = t[Int(record[plane + p])]
+                            image[3 * p + 2] = t[Int(record[2 * plane + p])]
                         }
                     }
                 }
             }
         }
-        return Dataset(name: DatasetName.cifar10.rawValue, images: images, labels: labels, count: labels.count,
-                       height: side, width: side, channels: 3, classes: 10)
     }
 }

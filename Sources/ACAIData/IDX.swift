@@ -15,6 +15,14 @@ public enum IDX {
     /// dimensions whose data is all present (trailing bytes are ignored, as the reference does).
     public static func read(_ path: String, dimensions ndim: Int) throws -> File {
         let bytes = path.hasSuffix(".gz") ? try Gzip.decompressFile(path) : try FileIO.readAll(path)
+        return try parse(bytes, dimensions: ndim, file: path)
+    }
+
+    /// Parses the (decompressed) bytes of an IDX file of `ndim` dimensions; errors name `path`.
+    public static func parse(_ bytes: [UInt8], dimensions ndim: Int, file path: String) throws -> File {
+        guard (1...255).contains(ndim) else {
+            throw DatasetError.invalidFormat(file: path, reason: "\(ndim) dimensions asked for; IDX files have 1...255")
+        }
         let reader = ByteReader(bytes: bytes, file: path)
         let magic = try reader.uint32BE(at: 0)
         let expected = UInt32(0x0000_0800) | UInt32(ndim)
@@ -29,7 +37,8 @@ public enum IDX {
             return (p, acc.1 || o)
         }
         guard !overflow else {
-            throw DatasetError.invalidFormat(file: path, reason: "dimensions \(dims) overflow")
+            throw DatasetError.invalidFormat(
+                file: path, reason: "header dimensions \(dims.map(String.init).joined(separator: "x")) at offset 4 overflow the data size")
         }
         try reader.require(offset, size)
         return File(path: path, dimensions: dims, bytes: bytes, dataOffset: offset)
@@ -50,8 +59,19 @@ public enum IDX {
         let prefix = split == .train ? "train" : "t10k"
         let imagesPath = try locate("\(prefix)-images-idx3-ubyte", in: directory)
         let labelsPath = try locate("\(prefix)-labels-idx1-ubyte", in: directory)
-        let images = try read(imagesPath, dimensions: 3)
-        let labels = try read(labelsPath, dimensions: 1)
+        return try mnist32(images: read(imagesPath, dimensions: 3), labels: read(labelsPath, dimensions: 1),
+                           name: name, limit: limit)
+    }
+
+    /// The `mnist32` dataset of a parsed images file (3 dimensions) and labels file (1 dimension): at most
+    /// `limit` examples.
+    public static func mnist32(images: File, labels: File, name: String = "mnist32", limit: Int? = nil) throws -> Dataset {
+        let imagesPath = images.path, labelsPath = labels.path
+        guard images.dimensions.count == 3, labels.dimensions.count == 1 else {
+            throw DatasetError.invalidFormat(
+                file: images.dimensions.count == 3 ? labelsPath : imagesPath,
+                reason: "expected 3 dimensions for images and 1 for labels, found \(images.dimensions.count) and \(labels.dimensions.count)")
+        }
         let n = images.dimensions[0], rows = images.dimensions[1], cols = images.dimensions[2]
         guard labels.dimensions[0] == n else {
             throw DatasetError.countMismatch(imagesFile: imagesPath, images: n, labelsFile: labelsPath,

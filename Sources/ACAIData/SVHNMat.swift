@@ -194,6 +194,14 @@ public struct MATFile: Sendable {
                 }
                 dims.append(d)
             }
+            // The element count of every variable must be an Int: `elementCount` and the SVHN conversion use it.
+            let (elements, overflow) = dims.reduce((1, false)) { acc, d in
+                let (p, o) = acc.0.multipliedReportingOverflow(by: d)
+                return (p, acc.1 || o)
+            }
+            guard !overflow else {
+                throw DatasetError.invalidFormat(file: path, reason: "dimensions \(dims.map(String.init).joined(separator: "x")) of the matrix at offset \(start)\(context.isEmpty ? "" : " (\(context))") overflow the element count")
+            }
             let nameTag = try tag(b, at: dimsTag.next, end: end, context: context)
             let name = String(decoding: b[nameTag.dataOffset..<(nameTag.dataOffset + nameTag.size)], as: UTF8.self)
             var data: NumericData?
@@ -206,8 +214,7 @@ public struct MATFile: Sendable {
                     throw DatasetError.invalidFormat(file: path, reason: "variable \(name): \(realTag.size) bytes is not a whole number of \(size)-byte elements")
                 }
                 let count = realTag.size / size
-                let expected = dims.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
-                guard count == expected else {
+                guard count == elements else {
                     throw DatasetError.invalidFormat(file: path, reason: "variable \(name): \(count) elements stored for dimensions \(dims.map(String.init).joined(separator: "x"))")
                 }
                 data = NumericData(type: realTag.type, storage: b, offset: realTag.dataOffset, count: count, bigEndian: bigEndian)
@@ -247,13 +254,36 @@ public enum SVHN {
     /// Reads and concatenates SVHN-format MAT-files. Labels are y − 1 as the reference `create_datasets.py`
     /// (`labels -= 1`): digits 1…9 → 0…8 and y = 10 (digit 0) → 9.
     public static func load(files: [String], limit: Int? = nil) throws -> Dataset {
+        var builder = Builder(wanted: max(0, limit ?? Int.max))
+        for path in files where builder.labels.count < builder.wanted {
+            try builder.append(MATFile(path: path))
+        }
+        return builder.dataset
+    }
+
+    /// The dataset of one parsed SVHN-format MAT-file (at most `limit` examples).
+    public static func load(_ mat: MATFile, limit: Int? = nil) throws -> Dataset {
+        var builder = Builder(wanted: max(0, limit ?? Int.max))
+        try builder.append(mat)
+        return builder.dataset
+    }
+
+    /// Examples of one or more files, in order, up to `wanted`.
+    struct Builder {
+        let wanted: Int
         var images: [Float] = []
         var labels: [Int] = []
         var shape: (h: Int, w: Int, c: Int, file: String)?
-        let wanted = max(0, limit ?? Int.max)
-        let lut = byteToUnit
-        for path in files where labels.count < wanted {
-            let mat = try MATFile(path: path)
+
+        var dataset: Dataset {
+            let s = shape ?? (32, 32, 3, "")
+            return Dataset(name: DatasetName.svhn32.rawValue, images: images, labels: labels, count: labels.count,
+                           height: s.h, width: s.w, channels: s.c, classes: 10)
+        }
+
+        mutating func append(_ mat: MATFile) throws {
+            let path = mat.path
+            let lut = byteToUnit
             let missing = ["X", "y"].filter { mat.variable($0) == nil }
             guard missing.isEmpty, let x = mat.variable("X"), let y = mat.variable("y") else {
                 throw DatasetError.missingVariable(file: path, missing: missing, found: mat.variables.map(\.name))
@@ -327,8 +357,5 @@ public enum SVHN {
                 }
             }
         }
-        let s = shape ?? (32, 32, 3, "")
-        return Dataset(name: DatasetName.svhn32.rawValue, images: images, labels: labels, count: labels.count,
-                       height: s.h, width: s.w, channels: s.c, classes: 10)
     }
 }

@@ -56,28 +56,52 @@ public enum PNG {
         }
     }
 
+    /// The largest image read (8192 x 8192): a bound on what a PNG's header can make `decode` allocate.
+    public static let maximumPixels = 1 << 26
+
     /// Reads a PNG as 8-bit grey (`channels` 1) or RGB (`channels` 3), converting as libpng does.
     public static func read(_ path: String, channels: Int = 1) throws -> Image8 {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ImageError.unreadable(path: path, reason: "no such file")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "unreadable" : "no such file"
+            throw ImageError.unreadable(path: path, reason: reason)
         }
-        var png = png_image()
-        png.version = png_uint_32(PNG_IMAGE_VERSION)
-        guard png_image_begin_read_from_file(&png, path) != 0 else {
-            throw ImageError.unreadable(path: path, reason: "not a PNG file (\(messageText(png)))")
+        return try decode([UInt8](data), channels: channels, file: path)
+    }
+
+    /// Decodes the bytes of a PNG file as 8-bit grey (`channels` 1) or RGB (`channels` 3); errors name `file`.
+    public static func decode(_ bytes: [UInt8], channels: Int = 1, file path: String) throws -> Image8 {
+        guard channels == 1 || channels == 3 else {
+            throw ImageError.badShape("PNG \(path): \(channels) channels asked for; 1 (grey) or 3 (RGB) are supported")
         }
-        png.format = channels == 1 ? formatGray : formatRGB
-        let width = Int(png.width), height = Int(png.height)
-        var pixels = [UInt8](repeating: 0, count: width * height * channels)
-        let ok = pixels.withUnsafeMutableBytes { bytes in
-            png_image_finish_read(&png, nil, bytes.baseAddress, png_int_32(width * channels), nil)
+        // libpng reads from `raw` until png_image_finish_read returns: both calls stay inside this closure.
+        return try bytes.withUnsafeBytes { raw in
+            var png = png_image()
+            png.version = png_uint_32(PNG_IMAGE_VERSION)
+            guard png_image_begin_read_from_memory(&png, raw.baseAddress, raw.count) != 0 else {
+                throw ImageError.unreadable(path: path, reason: "not a PNG file (\(messageText(png)))")
+            }
+            png.format = channels == 1 ? formatGray : formatRGB
+            let width = Int(png.width), height = Int(png.height)
+            // Deflate expands at most 1032:1 and every row holds a filter byte and at least a bit per pixel:
+            // a header claiming more pixels than the file can hold is refused before anything is allocated.
+            let rawBytes = height * (1 + (width + 7) / 8)
+            guard width * height <= PNG.maximumPixels, rawBytes <= 1032 * raw.count else {
+                png_image_free(&png)
+                throw ImageError.unreadable(path: path, reason: "IHDR width x height \(width)x\(height) is "
+                    + (width * height > PNG.maximumPixels ? "more than the \(PNG.maximumPixels) pixels accepted"
+                                                          : "more than the \(raw.count) bytes of the file can hold"))
+            }
+            var pixels = [UInt8](repeating: 0, count: width * height * channels)
+            let ok = pixels.withUnsafeMutableBytes { out in
+                png_image_finish_read(&png, nil, out.baseAddress, png_int_32(width * channels), nil)
+            }
+            guard ok != 0 else {
+                let reason = messageText(png)
+                png_image_free(&png)
+                throw ImageError.unreadable(path: path, reason: "corrupt PNG data (\(reason))")
+            }
+            return Image8(width: width, height: height, channels: channels, pixels: pixels)
         }
-        guard ok != 0 else {
-            let reason = messageText(png)
-            png_image_free(&png)
-            throw ImageError.unreadable(path: path, reason: "corrupt PNG data (\(reason))")
-        }
-        return Image8(width: width, height: height, channels: channels, pixels: pixels)
     }
 }
 

@@ -71,6 +71,11 @@ public struct Checkpoint {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TrainingError.badCheckpoint("checkpoint \(path) does not exist or cannot be read")
         }
+        return try decode(data, path: path)
+    }
+
+    /// Parses and validates the bytes of a checkpoint file; errors name `path`.
+    public static func decode(_ data: Data, path: String) throws -> (header: Header, values: [Float]) {
         guard data.count >= 16, Array(data.prefix(8)) == magic else {
             throw TrainingError.badCheckpoint("checkpoint \(path) is not an acai checkpoint (expected the bytes 'ACAICKPT' at offset 0)")
         }
@@ -84,8 +89,23 @@ public struct Checkpoint {
         } catch {
             throw TrainingError.badCheckpoint("checkpoint \(path) has a corrupt header: \(error)")
         }
-        let expected = header.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) } * 4
         let payload = data.subdata(in: (16 + Int(length))..<data.count)
+        // Shapes come from the file: each is checked before its size is used, against the bytes present.
+        var expected = 0
+        for (i, tensor) in header.tensors.enumerated() {
+            var count = 1
+            for d in tensor.shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard d >= 0, !overflow, product <= payload.count / 4 else {
+                    throw TrainingError.badCheckpoint("checkpoint \(path): header field tensors[\(i)].shape \(tensor.shape) of tensor \(tensor.name) \(d < 0 ? "is negative" : "needs more than the \(payload.count) bytes of values in the file (truncated or corrupt)")")
+                }
+                count = product
+            }
+            expected += 4 * count
+            guard expected <= payload.count else {
+                throw TrainingError.badCheckpoint("checkpoint \(path) is truncated: the tensors up to tensors[\(i)] (\(tensor.name)) need \(expected) bytes of values, the file has \(payload.count)")
+            }
+        }
         guard payload.count == expected else {
             throw TrainingError.badCheckpoint("checkpoint \(path) is truncated or padded: \(payload.count) bytes of values, expected \(expected)")
         }

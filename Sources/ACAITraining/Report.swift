@@ -39,10 +39,7 @@ public struct Report {
                 skipped.append(folder)
                 continue
             }
-            let summary: RunSummary
-            do { summary = try JSONDecoder().decode(RunSummary.self, from: data) } catch {
-                throw TrainingError.badCheckpoint("\(folder)/summary.json is not a run summary: \(error)")
-            }
+            let summary = try RunSummary.decode(data, path: folder + "/summary.json")
             var cluster: ClusterResult?
             if let c = FileManager.default.contents(atPath: folder + "/cluster.json") {
                 do { cluster = try JSONDecoder().decode(ClusterResult.self, from: c) } catch {

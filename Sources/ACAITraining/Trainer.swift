@@ -59,15 +59,19 @@ extension TrainOptions {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TrainingError.badCheckpoint("\(runFolder) is not a run folder: \(path) is missing")
         }
-        var options: TrainOptions
-        do {
-            options = try JSONDecoder().decode(TrainOptions.self, from: data)
-        } catch {
-            throw TrainingError.badCheckpoint("\(path) is not a valid options file: \(error)")
-        }
+        var options = try decode(data, path: path)
         // A run folder reads and writes only itself, wherever it has been moved or copied to.
         options.out = runFolder
         return options
+    }
+
+    /// Decodes the bytes of an options.json; errors name `path`.
+    public static func decode(_ data: Data, path: String) throws -> TrainOptions {
+        do {
+            return try JSONDecoder().decode(TrainOptions.self, from: data)
+        } catch {
+            throw TrainingError.badCheckpoint("\(path) is not a valid options file: \(error)")
+        }
     }
 }
 
@@ -107,6 +111,15 @@ public struct RunSummary: Codable, Sendable {
     /// Median of the last (up to) 20 evaluations, the paper's table value.
     public var medianLast20: Metrics
     public var grids: [String]
+
+    /// Decodes the bytes of a summary.json; errors name `path`.
+    public static func decode(_ data: Data, path: String) throws -> RunSummary {
+        do {
+            return try JSONDecoder().decode(RunSummary.self, from: data)
+        } catch {
+            throw TrainingError.badCheckpoint("\(path) is not a run summary: \(error)")
+        }
+    }
 
     public struct Metrics: Codable, Sendable {
         public var meanDistance: Double?

@@ -22,15 +22,19 @@ static void acai_error_exit(j_common_ptr cinfo) {
     longjmp(err->jump, 1);
 }
 
-// Warnings and trace messages: never printed to stderr; a premature end of data is remembered.
+// Warnings and trace messages: never printed to stderr. A premature end of the file (JWRN_JPEG_EOF) or of
+// the entropy-coded data (JWRN_HIT_MARKER) is an error for a dataset loader: decoding stops there (libjpeg
+// would fill the rest of the image with grey, row after row, however many rows the header claims).
 static void acai_emit_message(j_common_ptr cinfo, int msg_level) {
     acai_error_mgr *err = (acai_error_mgr *)cinfo->err;
     if (msg_level < 0) {
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF && !err->truncated) {
+        cinfo->err->num_warnings++;
+        int code = cinfo->err->msg_code;
+        if ((code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER) && !err->truncated) {
             err->truncated = 1;
             (*cinfo->err->format_message)(cinfo, err->message);
+            longjmp(err->jump, 1);
         }
-        cinfo->err->num_warnings++;
     }
 }
 
@@ -78,6 +82,17 @@ int acai_jpeg_decode(const unsigned char *data, size_t size, int accurate_dct,
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    // The frame header's size is the file's claim: bounded before libjpeg or this shim allocates by it.
+    if ((uint64_t)cinfo.image_width * cinfo.image_height > ACAI_JPEG_MAX_PIXELS) {
+        snprintf(err.message, sizeof err.message,
+                 "frame header (SOF) width x height %ux%u is more than the %llu pixels accepted",
+                 cinfo.image_width, cinfo.image_height, (unsigned long long)ACAI_JPEG_MAX_PIXELS);
+        acai_set_error(error, error_size, err.message);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    // A progressive file's coefficients, and libjpeg's other buffers, stay under this (else an error).
+    cinfo.mem->max_memory_to_use = 1L << 30;
     cinfo.out_color_space = JCS_RGB;
     cinfo.dct_method = accurate_dct ? JDCT_ISLOW : JDCT_IFAST;
     cinfo.do_fancy_upsampling = TRUE;
