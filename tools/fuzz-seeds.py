@@ -156,6 +156,41 @@ def seed_json(shared, run):
             if os.path.exists(os.path.join(run, name))}
 
 
+def safetensors_file(tensors, metadata):
+    """A safetensors file: 8-byte little-endian header length, JSON header padded with spaces to 8 bytes, data."""
+    header, data = {"__metadata__": metadata}, b""
+    for name, shape, values in tensors:
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def seed_safetensors(shared, run):
+    return {
+        "two.safetensors": safetensors_file([("encoder/conv0/w", [1, 1, 1, 2], [0.5, -1.0]),
+                                             ("encoder/conv0/b", [2], [0.0, 0.25])], {"acai.model": "ae"}),
+        "empty.safetensors": safetensors_file([], {}),
+    }
+
+
+def npy_file(descr, shape, payload):
+    """A .npy v1.0 file: magic, version, header length, the header dictionary padded to 64 bytes, data."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + payload
+
+
+def seed_npy(shared, run):
+    return {
+        "latents.npy": npy_file("<f4", [2, 3], struct.pack("<6f", 0.5, 1, 2, 3, -1, 0)),
+        "labels.npy": npy_file("<i8", [3], struct.pack("<3q", 1, 7, 3)),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", required=True)

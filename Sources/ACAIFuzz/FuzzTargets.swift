@@ -53,7 +53,7 @@ public struct FuzzTarget: Sendable {
 public enum FuzzTargets {
     /// Every target, in the order tools/fuzz.sh runs them. New formats (safetensors, .npy, image folders):
     /// add a `FuzzTarget` below, its name here, and `Fuzz/<name>/main.swift` (see Fuzz/README.md).
-    public static let all: [FuzzTarget] = [idx, idxGz, mat, cifar, png, jpeg, checkpoint, json]
+    public static let all: [FuzzTarget] = [idx, idxGz, mat, cifar, png, jpeg, checkpoint, json, safetensors, npy]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -114,6 +114,17 @@ public enum FuzzTargets {
     public static let jpeg = FuzzTarget(name: "jpeg", file: "fuzz.jpg") { bytes, file in
         let rgb = try JPEG.decode(bytes, dct: .fast, file: file)
         _ = try CelebA.preprocess(rgb, file: file)
+    }
+
+    /// safetensors files (`acai export`, `acai train --init`): header length, JSON header, data offsets.
+    public static let safetensors = FuzzTarget(name: "safetensors", file: "fuzz.safetensors") { bytes, file in
+        let decoded = try SafetensorsFile.decode(bytes, file: file)
+        for t in decoded.tensors { _ = t.values.count }
+    }
+
+    /// NumPy .npy files (`acai encode`): magic, version, header dictionary, shape and dtype.
+    public static let npy = FuzzTarget(name: "npy", file: "fuzz.npy") { bytes, file in
+        _ = try NumPy.decode(bytes, file: file)
     }
 
     /// Training checkpoints (`checkpoint.bin`): magic, header length, JSON header, values and their hash.
