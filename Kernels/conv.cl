@@ -254,6 +254,17 @@ __kernel void conv_dx_narrow(__global const float* restrict dY, __global const f
 #ifndef RB
 #define RB 1
 #endif
+// With MASK, each tap's g rows are masked as GV-wide vectors into private memory first, so that the inner
+// loop is that of conv_fwd_blocked (a broadcast operand per FMA) and not a scalar load, test and select.
+#if WS % 16 == 0
+#define GV 16
+#elif WS % 8 == 0
+#define GV 8
+#elif WS % 4 == 0
+#define GV 4
+#else
+#define GV 1
+#endif
 __kernel void conv_dx_blocked(__global const float* restrict dY, __global const float* restrict Z,
                               __global const float* restrict Wf, __global const float* restrict Yout,
                               __global float* restrict dX, const int NB, const int H, const int W, const int CIN,
@@ -263,11 +274,17 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
     const int firstBlock = get_global_id(1) * RB;
     if (firstBlock * RM >= M) return;
 
+    // Stored in order, one lane vector at a time (a scatter into private memory is slow on some CPUs).
     float bt[KS * KS * WS * VW * NV];
     for (int t = 0; t < KS * KS; ++t) {
-        for (int lane = 0; lane < VW * NV; ++lane) {
-            const __global float* src = Wf + ((KS * KS - 1 - t) * CIN + j0 + lane) * WS;
-            for (int c = 0; c < WS; ++c) bt[(t * WS + c) * (VW * NV) + lane] = src[c];
+        const __global float* src = Wf + ((KS * KS - 1 - t) * CIN + j0) * WS;
+        for (int c = 0; c < WS; ++c) {
+            float lanes[VW * NV];
+#pragma unroll
+            for (int lane = 0; lane < VW * NV; ++lane) lanes[lane] = src[lane * WS + c];
+#pragma unroll
+            for (int v = 0; v < NV; ++v)
+                VEC_STORE(VW, VEC_LOAD(VW, lanes + v * VW), bt + (t * WS + c) * (VW * NV) + v * VW);
         }
     }
 
@@ -300,6 +317,13 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
                     yr[r] = in ? Yout + q : Z;
 #endif
                 }
+#if MASK
+                float gm[RM][WS];
+#pragma unroll
+                for (int r = 0; r < RM; ++r)
+                    for (int c = 0; c < WS; c += GV)
+                        VEC_STORE(GV, MASKED(VEC_LOAD(GV, gr[r] + c), VEC_LOAD(GV, yr[r] + c), alpha), &gm[r][c]);
+#endif
                 const float* bp = bt + (kh * KS + kw) * WS * (VW * NV);
                 for (int c = 0; c < WS; ++c) {
                     VT b[NV];
@@ -308,11 +332,11 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
                     bp += VW * NV;
 #pragma unroll
                     for (int r = 0; r < RM; ++r) {
-                        float g = gr[r][c];
 #if MASK
-                        g = MASKED(g, yr[r][c], alpha);
+                        const VT a = (VT)(gm[r][c]);
+#else
+                        const VT a = (VT)(gr[r][c]);
 #endif
-                        const VT a = (VT)(g);
 #pragma unroll
                         for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
                     }

@@ -75,8 +75,9 @@ public enum OpsBenchmark {
     }
 
     /// Runs the benchmark on `devices`. `repeats` timed runs per case after one warm-up; the median is kept.
+    /// `activation`: the convolutions' epilogue (forward) and act'(y) mask (backward, from the saved y).
     public static func run(devices: [any Device], batch: Int = 64, repeats: Int = 5,
-                           progress: (String) -> Void = { _ in }) throws -> Report {
+                           activation: Activation = .identity, progress: (String) -> Void = { _ in }) throws -> Report {
         progress("measuring OpenBLAS sgemm")
         let s512 = BLASReference.sgemmSeconds(m: 512, n: 512, k: 512, repeats: repeats)
         let s2048 = BLASReference.sgemmSeconds(m: 2048, n: 2048, k: 2048, repeats: 3)
@@ -111,14 +112,17 @@ public enum OpsBenchmark {
                 let w = try Tensor.random([s.kernel, s.kernel, s.inChannels, s.outChannels], .normal, seed: 12, on: device)
                 let bias = try Tensor.random([s.outChannels], .normal, seed: 13, on: device)
                 let y = try Tensor.random([s.batch, s.height, s.width, s.outChannels], .normal, seed: 14, on: device)
+                let dy = try Tensor.random(y.shape, .normal, seed: 15, on: device)
                 let dx = try Tensor.empty(x.shape, on: device), dw = try Tensor.empty(w.shape, on: device)
                 let ops: [(String, Op)] = [
                     ("conv fwd", .conv2d(x: x.buffer, w: w.buffer, bias: bias.buffer, y: y.buffer, shape: s,
-                                                 activation: .identity)),
-                    ("conv dx", .conv2dBackwardInput(dy: y.buffer, w: w.buffer, dx: dx.buffer, shape: s,
-                                                             activation: .identity, output: nil)),
-                    ("conv dw", .conv2dBackwardFilter(x: x.buffer, dy: y.buffer, dw: dw.buffer, db: nil, shape: s,
-                                                              activation: .identity, output: nil, accumulate: false)),
+                                                 activation: activation)),
+                    ("conv dx", .conv2dBackwardInput(dy: dy.buffer, w: w.buffer, dx: dx.buffer, shape: s,
+                                                             activation: activation, output: y.buffer)),
+                    ("conv dw", .conv2dBackwardFilter(x: x.buffer, dy: dy.buffer, dw: dw.buffer,
+                                                              db: activation.isIdentity ? nil : bias.buffer, shape: s,
+                                                              activation: activation, output: y.buffer,
+                                                              accumulate: false)),
                 ]
                 let same = blasGflops(s.batch * s.height * s.width, s.outChannels, s.kernel * s.kernel * s.inChannels)
                 for (name, op) in ops {

@@ -908,7 +908,11 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             return
         }
         let t = currentTuning
-        let (blockRows, width, vectors, covered) = blockShape(s.outChannels)
+        let (tunedRows, width, vectors, covered) = blockShape(s.outChannels)
+        // With one vector per row, CPUs take 16 input channels per work-item: the dy vector loaded (and masked)
+        // for each pixel then feeds 16 FMAs instead of 12 (the running totals, added to once per block of rows,
+        // may live in memory).
+        let blockRows = t.serialWorkItems && vectors == 1 ? 16 : tunedRows
         // Rows are input channels here: prefer a block that divides them (no clamped, wasted rows).
         let divisor = largestDivisor(of: s.inChannels, atMost: blockRows)
         let rows = max(divisor * 2 > blockRows ? divisor : min(blockRows, s.inChannels), 1)

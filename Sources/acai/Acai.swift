@@ -78,6 +78,9 @@ struct BenchOps: ParsableCommand {
     @Option(help: "Timed repetitions per case (the median is reported).")
     var repeats = 5
 
+    @Flag(help: "Time the convolutions with the leaky ReLU epilogue and act'(y) masks of training.")
+    var leaky = false
+
     func run() throws {
         let specs = devices?.split(separator: ",").map(String.init) ?? DeviceSelection.allDeviceSpecs()
         var list: [any Device] = []
@@ -88,7 +91,8 @@ struct BenchOps: ParsableCommand {
                 throw ValidationError("--devices \(spec): \(error)")
             }
         }
-        let report = try OpsBenchmark.run(devices: list, batch: batch, repeats: repeats) { message in
+        let report = try OpsBenchmark.run(devices: list, batch: batch, repeats: repeats,
+                                          activation: leaky ? .leakyRelu(alpha: 0.2) : .identity) { message in
             FileHandle.standardError.write(Data("\(message)\n".utf8))
         }
         for device in list { print("device \(device.id): \(device.description)") }
