@@ -191,6 +191,22 @@ def seed_npy(shared, run):
     }
 
 
+def folder_cache(size, channels, classes, train, test, labelled):
+    """An image folder's cache: 'ACAIFOLD', key, header length, JSON header, int32 labels, 8-bit pixels."""
+    header = json.dumps({"size": size, "channels": channels, "classes": classes, "trainCount": train,
+                         "testCount": test, "skipped": ["broken.png"], "labelled": labelled}).encode()
+    labels = struct.pack("<%di" % (train + test), *[i % classes for i in range(train + test)]) if labelled else b""
+    pixels = bytes((i * 37) % 256 for i in range((train + test) * size * size * channels))
+    return b"ACAIFOLD" + struct.pack("<QQ", 0x1234_5678_9ABC_DEF0, len(header)) + header + labels + pixels
+
+
+def seed_folder_cache(shared, run):
+    return {
+        "labelled.bin": folder_cache(4, 3, 2, 3, 1, True),
+        "unlabelled.bin": folder_cache(2, 1, 1, 2, 2, False),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", required=True)

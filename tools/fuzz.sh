@@ -28,9 +28,12 @@ scratch=.build-fuzz
 work="$scratch/work"
 mkdir -p "$work"
 
+# The targets come from the Fuzz/ folders the manifest lists when it runs: no manifest cache, and a fresh build
+# plan (debug.yaml, description.json), so a newly added folder is a product at once.
+rm -f "$scratch/debug.yaml" "$scratch"/*/debug/description.json
 echo "== building ${#targets[@]} fuzz targets (ACAI_FUZZ=1 swift build -c debug --scratch-path $scratch) =="
 for t in "${targets[@]}"; do
-    ACAI_FUZZ=1 swift build -c debug --scratch-path "$scratch" --product "fuzz-$t" 2>&1 |
+    ACAI_FUZZ=1 swift build -c debug --scratch-path "$scratch" --manifest-cache none --product "fuzz-$t" 2>&1 |
         grep -v "Cannot export local symbol" | tail -n 3
     [[ -x "$scratch/debug/fuzz-$t" ]] || { echo "tools/fuzz.sh: fuzz-$t did not build" >&2; exit 1; }
 done

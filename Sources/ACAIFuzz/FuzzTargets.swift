@@ -53,7 +53,8 @@ public struct FuzzTarget: Sendable {
 public enum FuzzTargets {
     /// Every target, in the order tools/fuzz.sh runs them. New formats (safetensors, .npy, image folders):
     /// add a `FuzzTarget` below, its name here, and `Fuzz/<name>/main.swift` (see Fuzz/README.md).
-    public static let all: [FuzzTarget] = [idx, idxGz, mat, cifar, png, jpeg, checkpoint, json, safetensors, npy]
+    public static let all: [FuzzTarget] = [idx, idxGz, mat, cifar, png, jpeg, checkpoint, json, safetensors, npy,
+                                            folderCache]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -125,6 +126,13 @@ public enum FuzzTargets {
     /// NumPy .npy files (`acai encode`): magic, version, header dictionary, shape and dtype.
     public static let npy = FuzzTarget(name: "npy", file: "fuzz.npy") { bytes, file in
         _ = try NumPy.decode(bytes, file: file)
+    }
+
+    /// An image folder's decoded cache (`RUN/folder-cache.bin`): magic, key, JSON header, labels and pixels. The
+    /// key is taken from the bytes themselves, so that inputs get past the staleness check.
+    public static let folderCache = FuzzTarget(name: "folder-cache", file: "fuzz-folder-cache.bin") { bytes, file in
+        let key = bytes.count >= 16 ? bytes[8..<16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : 0
+        _ = try ImageFolder.decodeCache(bytes, key: key, file: file, name: "folder")
     }
 
     /// Training checkpoints (`checkpoint.bin`): magic, header length, JSON header, values and their hash.

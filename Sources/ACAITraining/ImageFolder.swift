@@ -380,11 +380,22 @@ public enum ImageFolder {
     /// The cached datasets, or nil when the file is absent or stale; throws when it is malformed.
     static func readCache(_ path: String, key: UInt64, name: String) throws -> (train: Dataset, test: Dataset, skipped: [String])? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let reader = ByteReader(bytes: try readFileBytes(path), file: path)
-        guard Array(try reader.slice(0, 8)) == magic, try reader.uint64LE(at: 8) == key else { return nil }
+        return try decodeCache(try readFileBytes(path), key: key, file: path, name: name)
+    }
+
+    /// The cache file's bytes as datasets; nil when they are not a cache for `key`; errors name `file`.
+    public static func decodeCache(_ bytes: [UInt8], key: UInt64, file path: String,
+                                   name: String) throws -> (train: Dataset, test: Dataset, skipped: [String])? {
+        let reader = ByteReader(bytes: bytes, file: path)
+        guard reader.count >= 24, Array(try reader.slice(0, 8)) == magic, try reader.uint64LE(at: 8) == key else { return nil }
         let length = try reader.uint64LE(at: 16)
-        guard length <= UInt64(reader.count) else { return nil }
-        var cache = try JSONDecoder().decode(Cache.self, from: Data(try reader.slice(24, Int(length))))
+        guard length <= UInt64(reader.count - 24) else { return nil }
+        var cache: Cache
+        do {
+            cache = try JSONDecoder().decode(Cache.self, from: Data(try reader.slice(24, Int(length))))
+        } catch {
+            throw DatasetError.invalidFormat(file: path, reason: "the cache header at offset 24 is not valid JSON: \(error)")
+        }
         let labelled = !cache.trainLabels.isEmpty
         let per = cache.size * cache.size * cache.channels
         // Every image takes at least one byte, so counts beyond the file's size are lies (and could overflow).
