@@ -125,12 +125,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     }
 
     public func write(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
-        try checkOwned(buffer, "write")
-        if values.isEmpty { return }
-        guard values.count == buffer.count, let base = values.baseAddress else {
-            throw DeviceError.invalidArgument(
-                "write to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
-        }
+        guard let base = try hostSource(values, for: buffer, "write") else { return }
         try lock.withLock {
             waits += 1
             try clCheck(clEnqueueWriteBuffer(queue.handle, mem(buffer), cl_bool(CL_TRUE), 0, buffer.byteCount, base,
@@ -139,13 +134,20 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
     }
 
-    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
-        try checkOwned(buffer, "upload")
-        if values.isEmpty { return }
+    /// The host values of a write or upload to `buffer`, checked (nil: nothing to copy).
+    private func hostSource(_ values: UnsafeBufferPointer<Float>, for buffer: DeviceBuffer,
+                            _ what: String) throws -> UnsafePointer<Float>? {
+        try checkOwned(buffer, what)
+        if values.isEmpty { return nil }
         guard values.count == buffer.count, let base = values.baseAddress else {
             throw DeviceError.invalidArgument(
-                "upload to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
+                "\(what) to \(id): \(values.count) values for a buffer of \(buffer.count) floats")
         }
+        return base
+    }
+
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer) throws {
+        guard let base = try hostSource(values, for: buffer, "upload") else { return }
         guard let copy = malloc(buffer.byteCount) else {
             throw DeviceError.outOfMemory(device: "host (staging for \(id))", requested: buffer.byteCount,
                                           inUse: 0, limit: 0)
