@@ -5,7 +5,8 @@ import PackageDescription
 // Layers (each imports only those below it):
 //   acai (CLI) -> ACAI (tensors, autodiff, optimisers, device selection, benchmarks)
 //   -> ACAICPU (BLAS) / ACAIOpenCL (Kernels/*.cl) -> ACAIDevice (protocol, op table, pool, profiler)
-// Only ACAICPU imports CBLAS and CLAPACK, and only ACAIOpenCL imports COpenCL.
+// Only ACAICPU imports CBLAS and CLAPACK, only ACAIOpenCL imports COpenCL, and only ACAIDistributed (beside
+// ACAIDevice, whose `Collective` protocol it implements) imports CMPI.
 
 // The CPU device's SIMD tiles are compiled for the building machine's CPU; ACAI_TARGET_CPU (e.g. haswell)
 // names another, for a binary that must run on a different machine.
@@ -38,6 +39,7 @@ let package = Package(
         .systemLibrary(name: "CLAPACK", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
         .systemLibrary(name: "CGIF", pkgConfig: "libgif", providers: [.apt(["libgif-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // libjpeg behind a C shim that keeps its setjmp/longjmp error recovery inside C.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
 
@@ -48,6 +50,8 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", cpuTarget])]),
         .target(name: "ACAIOpenCL", dependencies: ["ACAIDevice", "COpenCL"],
                 plugins: [.plugin(name: "EmbedKernelsPlugin")]),
+        // The collectives of data-parallel runs over Open MPI; the only target that imports it.
+        .target(name: "ACAIDistributed", dependencies: ["ACAIDevice", "CMPI"]),
         .target(name: "ACAI", dependencies: [
             "ACAIDevice", "ACAICPU", "ACAIOpenCL",
             .product(name: "Logging", package: "swift-log"),
@@ -59,7 +63,7 @@ let package = Package(
         .target(name: "ACAITraining", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging",
                                                     .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(name: "acai", dependencies: [
-            "ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining",
+            "ACAI", "ACAIDistributed", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -35,6 +35,27 @@ public enum DeviceSelection {
         }
     }
 
+    /// The device of one process of a data-parallel run, the `localRank`-th of `localSize` on its node: `auto`
+    /// takes the node's GPUs in turn (opencl:g for the g-th GPU, g = localRank mod GPUs) and otherwise the CPU
+    /// device with the node's cores shared out; an explicit `--device` is used as given (`cpu` still shares
+    /// the cores).
+    public static func make(_ spec: String?, localRank: Int, localSize: Int,
+                            logger: Logger = Logger(label: "acai.device")) throws -> any Device {
+        guard localSize > 1 else { return try make(spec, logger: logger) }
+        let value = (spec ?? ProcessInfo.processInfo.environment[environmentVariable] ?? "auto")
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        switch value {
+        case "", "auto":
+            let gpus = ((try? OpenCLPlatforms.devices()) ?? []).filter { $0.type == .gpu }
+            if !gpus.isEmpty { return try OpenCLDevice(index: gpus[localRank % gpus.count].index) }
+            return CPUDevice(threads: CPUDevice.shareCores(among: localSize))
+        case "cpu":
+            return CPUDevice(threads: CPUDevice.shareCores(among: localSize))
+        default:
+            return try make(value, logger: logger)
+        }
+    }
+
     /// What `acai devices` prints: every OpenCL platform and device, the CPU device, and the `auto` choice.
     public static func report() -> String {
         var lines: [String] = []

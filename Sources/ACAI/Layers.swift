@@ -42,6 +42,13 @@ public struct Dense {
 public struct RandomStream: Sendable, Codable, Equatable {
     public let seed: UInt64
     public private(set) var offset: UInt64
+    /// In a data-parallel run: the rows of the global batch this process trains. Every draw is then per
+    /// sample (its first axis is the local batch) and takes the values the same draw of a single process
+    /// gives those rows, so the shards together draw exactly the single process's numbers. Not checkpointed:
+    /// the stream's position is the same for any number of processes.
+    public var shard: BatchShard?
+
+    enum CodingKeys: String, CodingKey { case seed, offset }
 
     public init(seed: UInt64, offset: UInt64 = 0) {
         self.seed = seed
@@ -59,9 +66,21 @@ public struct RandomStream: Sendable, Codable, Equatable {
                                 on device: any Device) throws -> Tensor {
         // Normals read two counters per element from a derived seed, so they never overlap the uniform
         // counters of the same stream.
-        let start = take(shape.reduce(1, *))
         let drawSeed = distribution == .normal ? normalSeed : seed
-        return try Tensor.random(shape, distribution, seed: drawSeed, offset: start, on: device)
+        guard let shard, shard.ranks > 1 else {
+            return try Tensor.random(shape, distribution, seed: drawSeed, offset: take(shape.reduce(1, *)), on: device)
+        }
+        guard let rows = shape.first, rows == shard.localBatch else {
+            throw DeviceError.invalidArgument(
+                "a data-parallel step drew random numbers of shape \(shape), which are not per sample of its batch of \(shard.localBatch)")
+        }
+        let rowSize = shape.dropFirst().reduce(1, *)
+        let start = take(shard.globalBatch * rowSize)
+        let parts = try shard.blocks.map { block in
+            try Tensor.random([block.count] + shape.dropFirst(), distribution, seed: drawSeed,
+                              offset: start &+ UInt64(block.lowerBound * rowSize), on: device)
+        }
+        return parts.count == 1 ? parts[0] : try Tensor.concat(parts)
     }
 
     /// The seed of this stream's normal draws.

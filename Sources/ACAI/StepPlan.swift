@@ -13,6 +13,7 @@ public final class RecordingDevice: Device, @unchecked Sendable {
     public let base: any Device
     private let lock = NSLock()
     private var recorded: [Op]?
+    private var recordedHostSteps: [(at: Int, step: HostStep)] = []
     let stepMemory: RecordingMemory
 
     public init(base: any Device) {
@@ -69,15 +70,26 @@ public final class RecordingDevice: Device, @unchecked Sendable {
 
     var isRecording: Bool { lock.withLock { recorded != nil } }
 
-    /// Runs `body`, returning the ops it ran through this device.
-    func record(_ body: () throws -> Void) throws -> [Op] {
+    /// Runs `body`, returning the ops it ran through this device and the host steps between them.
+    func record(_ body: () throws -> Void) throws -> (ops: [Op], hostSteps: [(at: Int, step: HostStep)]) {
         try lock.withLock {
             guard recorded == nil else { throw DeviceError.invalidArgument("a step plan is already being recorded") }
             recorded = []
+            recordedHostSteps = []
         }
-        defer { lock.withLock { recorded = nil } }
+        defer { lock.withLock { recorded = nil; recordedHostSteps = [] } }
         try body()
-        return lock.withLock { recorded ?? [] }
+        return lock.withLock { (recorded ?? [], recordedHostSteps) }
+    }
+
+    /// Runs a host step now, on the base device's buffers; while recording, the plan keeps it at this point.
+    func runHostStep(_ what: String, buffers: [DeviceBuffer],
+                     _ body: @escaping (any Device, [DeviceBuffer]) throws -> Void) throws {
+        let step = HostStep(what: what, buffers: buffers.map(stepMemory.canonical), body: body)
+        try step.run(on: base)
+        lock.withLock {
+            if let count = recorded?.count { recordedHostSteps.append((count, step)) }
+        }
     }
 
     private func refuseWhileRecording(_ what: String) throws {
@@ -138,6 +150,36 @@ final class RecordingMemory: @unchecked Sendable {
     }
 }
 
+/// Work a training step does on the host between its ops, with device buffers it reads and writes through the
+/// device it is given: the gradient all-reduce of a data-parallel run (read, MPI, write back). A recorded plan
+/// runs it again at the same point of every replay, on the same buffers.
+public final class HostStep {
+    public let what: String
+    let buffers: [DeviceBuffer]
+    let body: (any Device, [DeviceBuffer]) throws -> Void
+
+    init(what: String, buffers: [DeviceBuffer], body: @escaping (any Device, [DeviceBuffer]) throws -> Void) {
+        self.what = what
+        self.buffers = buffers
+        self.body = body
+    }
+
+    func run(on device: any Device) throws { try body(device, buffers) }
+}
+
+/// Runs `body` on the host at this point of the work on `device`: `body` reads and writes `buffers` through the
+/// device it is handed (the base device when `device` records steps, where host reads are otherwise refused),
+/// and a recorded step plan runs it again at the same point of each replay. Everything else a step does stays
+/// on the device.
+public func runOnHost(_ what: String, on device: any Device, buffers: [DeviceBuffer],
+                      _ body: @escaping (any Device, [DeviceBuffer]) throws -> Void) throws {
+    if let recording = device as? RecordingDevice {
+        try recording.runHostStep(what, buffers: buffers, body)
+    } else {
+        try body(device, buffers)
+    }
+}
+
 /// One training step recorded as the ops it ran, replayed on the base device for every later step of the
 /// same shape. The buffers of the recording stay with the plan (they are its memory plan: the eager step's
 /// pool reuse, fixed), so replaying writes the same buffers the step wrote. What changes from step to step
@@ -147,6 +189,8 @@ final class RecordingMemory: @unchecked Sendable {
 /// Everything else a step reads (the batch, labels) lives in buffers the caller fills before the step.
 public final class StepPlan {
     public let ops: [Op]
+    /// Host steps (all-reduces) and the op each runs before (`ops.count`: after the last).
+    public let hostSteps: [(at: Int, step: HostStep)]
     /// What the plan is for: replaying it for another model or other shapes would be wrong.
     let model: AnyObject
     let shapes: [[Int]]
@@ -162,8 +206,9 @@ public final class StepPlan {
          shapes: [[Int]], optimizers: [Adam], random: inout RandomStream) throws {
         let start = random.offset
         var stream = random
-        let ops = try device.record { try step(&stream) }
+        let (ops, hostSteps) = try device.record { try step(&stream) }
         self.ops = ops
+        self.hostSteps = hostSteps
         self.model = model
         self.shapes = shapes
         randomSeeds = [random.seed, random.normalSeed]
@@ -192,14 +237,21 @@ public final class StepPlan {
         }
         self.randomIndices = randomIndices
         self.adamIndices = adamIndices
-        // The ops between two patched ones are prepared once by the device (OpenCL: launches with their
-        // arguments set); the patched ones run as ops each time.
+        // The ops between two patched ones (or host steps) are prepared once by the device (OpenCL: launches
+        // with their arguments set); the patched ones run as ops each time, the host steps as recorded.
         var segments: [Segment] = []
         var first = 0
-        for i in (randomIndices + adamIndices.map(\.0)).sorted() + [ops.count] {
+        let patched = Set(randomIndices + adamIndices.map(\.0))
+        let hostAt = Dictionary(grouping: hostSteps, by: \.at)
+        for i in patched.union(hostAt.keys).union([ops.count]).sorted() {
             if i > first { segments.append(.prepared(try device.base.prepare(Array(ops[first..<i])))) }
-            if i < ops.count { segments.append(.patched(i)) }
-            first = i + 1
+            for host in hostAt[i] ?? [] { segments.append(.host(host.step)) }
+            if patched.contains(i) {
+                segments.append(.patched(i))
+                first = i + 1
+            } else {
+                first = i
+            }
         }
         self.segments = segments
     }
@@ -207,6 +259,7 @@ public final class StepPlan {
     enum Segment {
         case prepared(any PreparedOps)
         case patched(Int)
+        case host(HostStep)
     }
     let segments: [Segment]
 
@@ -219,6 +272,8 @@ public final class StepPlan {
             switch segment {
             case let .prepared(prepared):
                 try prepared.run()
+            case let .host(step):
+                try step.run(on: device)
             case let .patched(i):
                 switch ops[i] {
                 case let .random(distribution, out, seed, offset):

@@ -52,6 +52,15 @@ public final class CPUDevice: Device, @unchecked Sendable {
         convOverride = environment["ACAI_CPU_CONV"].flatMap(ConvAlgorithm.init(rawValue:))
     }
 
+    /// Shares the node's cores between `processes` processes of a data-parallel run: sets OpenBLAS's
+    /// process-wide pool to this process's share and returns it (the `threads` of its CPU device), so the
+    /// processes of a node do not each start a thread per core.
+    public static func shareCores(among processes: Int) -> Int {
+        let share = max(1, ProcessInfo.processInfo.activeProcessorCount / max(processes, 1))
+        openblas_set_num_threads(Int32(share))
+        return share
+    }
+
     // MARK: Memory
 
     public func allocate(_ count: Int) throws -> DeviceBuffer { try pool.allocate(count) }

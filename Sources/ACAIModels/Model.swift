@@ -84,6 +84,19 @@ public protocol Autoencoder: AnyObject {
     func decode(_ z: Tensor) throws -> Tensor
     /// Logits of the latent probe for a batch of images, [n, classes].
     func probeLogits(_ x: Tensor) throws -> Tensor
+    /// Makes this model one replica of a data-parallel run: its optimisers average their gradients over
+    /// `replicas` before each update, and state that is not a gradient (VQ-VAE's code statistics) is reduced
+    /// over them too. Each step then trains on the shard of the batch that `random.shard` names.
+    func join(replicas: any Collective)
+}
+
+extension Autoencoder {
+    public func join(replicas: any Collective) {
+        for (name, adam) in optimizers {
+            adam.replicas = replicas
+            adam.name = "\(name) gradients"
+        }
+    }
 }
 
 extension Autoencoder {

@@ -20,6 +20,8 @@ public final class VQVAE: CoreAutoencoder {
     public let emaMeans: Tensor
     let codes: Int
     let epsilon: Float = 1e-5
+    /// The other replicas of a data-parallel run, whose batches' code assignments the EMA counts too.
+    var replicas: (any Collective)?
 
     public init(config: ModelConfig, seed: UInt64, on device: any Device) throws {
         let h = config.net.latentCount
@@ -40,6 +42,14 @@ public final class VQVAE: CoreAutoencoder {
         emaCount = try Tensor.zeros([codes], on: device)
     }
 
+    public func join(replicas: any Collective) {
+        for (name, adam) in optimizers {
+            adam.replicas = replicas
+            adam.name = "\(name) gradients"
+        }
+        self.replicas = replicas
+    }
+
     public var buffers: [(name: String, tensor: Tensor)] {
         [("codebook", codebook), ("ema_count", emaCount), ("ema_means", emaMeans)]
     }
@@ -47,6 +57,7 @@ public final class VQVAE: CoreAutoencoder {
     struct Bottleneck {
         var dense: Tensor        // [n, H], input of the conv decoder (flattened)
         var vectors: Tensor      // [n·latents, H], pre-quantisation
+        var index: Tensor        // [n·latents], the nearest code of each vector
         var oneHot: Tensor       // [n·latents, codes]
         var quantized: Tensor    // [n·latents, H]
     }
@@ -64,7 +75,7 @@ public final class VQVAE: CoreAutoencoder {
         // Straight-through: the forward value is the code vector, the gradient goes to the projection.
         let straight = try vectors + (quantized - vectors).detached()
         let dense = try output(hidden(straight.reshaped([n, h * config.vqLatents]).relu()).relu())
-        return Bottleneck(dense: dense, vectors: vectors, oneHot: oneHot, quantized: quantized)
+        return Bottleneck(dense: dense, vectors: vectors, index: index, oneHot: oneHot, quantized: quantized)
     }
 
     public func trainStep(_ x: Tensor, labels: Tensor, random: inout RandomStream) throws -> [String: Tensor] {
@@ -75,17 +86,28 @@ public final class VQVAE: CoreAutoencoder {
         let lossCommitment = try meanSquaredError(b.vectors, b.quantized)
         let loss = try lossReconstruction + lossCommitment * config.vqCommitment
         try core.autoencoderStep(loss)
-        try updateCodebook(b)
+        try updateCodebook(b, shard: random.shard)
         return ["loss_ae": lossReconstruction, "loss_vqvae": try lossCommitment * config.vqCommitment,
                 "loss_probe": try core.probeStep(b.dense, labels: labels)]
     }
 
-    /// EMA codebook update (tensor2tensor's `discrete_bottleneck` with ema=True).
-    func updateCodebook(_ b: Bottleneck) throws {
+    /// EMA codebook update (tensor2tensor's `discrete_bottleneck` with ema=True). In a data-parallel run the
+    /// statistics are those of the global batch: every replica gathers the batch's vectors and code indices
+    /// (a few hundred KB, where the sums themselves would be the codebook's size) and computes them whole.
+    func updateCodebook(_ b: Bottleneck, shard: BatchShard?) throws {
         let decay = config.vqDecay
-        let counts = try b.oneHot.sum(axes: [0])
+        var oneHot = b.oneHot, vectors = b.vectors.detached()
+        if let replicas, replicas.isDistributed, let shard {
+            let latents = config.vqLatents
+            let index = try replicas.allGather(b.index.reshaped([b.index.count, 1]), shard: shard, rowsPerSample: latents,
+                                               what: "the all-gather of VQ-VAE's code indices")
+            oneHot = try index.reshaped([index.count]).oneHot(depth: codes)
+            vectors = try replicas.allGather(vectors, shard: shard, rowsPerSample: latents,
+                                             what: "the all-gather of VQ-VAE's encoder vectors")
+        }
+        let counts = try oneHot.sum(axes: [0])
         try (emaCount * decay + counts * (1 - decay)).copy(into: emaCount)
-        let sums = try b.oneHot.matmul(b.vectors.detached(), transposeA: true)
+        let sums = try oneHot.matmul(vectors, transposeA: true)
         try (emaMeans * decay + sums * (1 - decay)).copy(into: emaMeans)
         let total = try emaCount.sum()
         let smoothed = try (emaCount + epsilon) / (total + Float(codes) * epsilon) * total

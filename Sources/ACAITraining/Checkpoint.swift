@@ -48,6 +48,14 @@ public struct Checkpoint {
     public static func write(to path: String, model: any Autoencoder, seed: UInt64, step: Int, samples: Int,
                              random: RandomStream, dataPosition: [UInt64],
                              elapsedSeconds: Double) throws {
+        try writeAtomically(encode(model: model, seed: seed, step: step, samples: samples, random: random,
+                                   dataPosition: dataPosition, elapsedSeconds: elapsedSeconds), to: path)
+    }
+
+    /// The bytes of a checkpoint file (what `write` stores; also what rank 0 sends the other ranks of a
+    /// data-parallel run).
+    public static func encode(model: any Autoencoder, seed: UInt64, step: Int, samples: Int, random: RandomStream,
+                              dataPosition: [UInt64], elapsedSeconds: Double) throws -> Data {
         let entries = tensors(of: model)
         var values: [Float] = []
         for (_, t) in entries { values += try t.toArray() }
@@ -63,7 +71,7 @@ public struct Checkpoint {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(json)
         file.append(payload)
-        try writeAtomically(file, to: path)
+        return file
     }
 
     /// Reads and validates a checkpoint file.

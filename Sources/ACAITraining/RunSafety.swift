@@ -126,3 +126,21 @@ public func residentBytes() -> Int {
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+extension TrainOptions {
+    /// The rows of each global batch (`--batch`) that this process trains in a run of `replicas`; refuses a
+    /// batch the processes cannot share.
+    public func shard(over replicas: any Collective) throws -> BatchShard {
+        let n = replicas.size
+        guard batch % n == 0 else {
+            throw TrainingError.badOption("--batch \(batch) does not divide by the \(n) processes of this run: --batch is the "
+                                          + "global batch, each process trains batch/\(n) of it (try --batch \(max(n, batch / n * n)))")
+        }
+        let shard = try BatchShard(rank: replicas.rank, ranks: n, globalBatch: batch)
+        if model == .acai, !shard.mirrorsReversal {
+            throw TrainingError.badOption("--batch \(batch) over \(n) processes: ACAI pairs each sample with its mirror in the "
+                                          + "batch, so each process needs an even share; --batch must divide by \(2 * n)")
+        }
+        return shard
+    }
+}

@@ -166,6 +166,10 @@ public final class Trainer {
     var protocolSpec: InterpolationProtocol { InterpolationProtocol(pairs: min(256, testLabels.count / 2)) }
 
     public private(set) var step = 0
+    /// Samples at the last evaluation (-1: none yet in this process).
+    var lastEvaluatedSamples = -1
+    /// This process's seconds in collectives when the run started (progress lines show the rest).
+    var collectiveStart = (seconds: 0.0, step: 0)
     public private(set) var samples = 0
     public private(set) var records: [EvaluationRecord] = []
     var random: RandomStream
@@ -181,21 +185,46 @@ public final class Trainer {
     var sinks: [any EvaluationSink]?
 
     public var checkpointPath: String { options.out + "/checkpoint.bin" }
-    /// Held while the trainer lives: one process per run folder.
-    let lock: RunFolderLock
+    /// Held while the trainer lives: one process per run folder (rank 0's; the other ranks touch no file).
+    let lock: RunFolderLock?
+    /// The processes of a data-parallel run (`SingleProcess` for a run of one): each trains its shard of every
+    /// batch on its replica of the model, gradients are averaged over them, and rank 0 alone evaluates and writes
+    /// the run folder.
+    public let replicas: any Collective
+    let shard: BatchShard
     /// Whether the model came from the run folder's checkpoint.
     public private(set) var restored = false
 
     /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
     public init(options: TrainOptions, device: any Device, data: any TrainingData, replaySteps: Bool = true,
+                replicas: any Collective = SingleProcess(),
                 log: @escaping (String) -> Void = { print($0) },
                 progress: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
         try options.validate(imageShape: data.imageShape, device: device)
+        let shard = try options.shard(over: replicas)
         let device = (device as? RecordingDevice) ?? RecordingDevice(base: device)
         self.device = device
         self.data = data
         self.log = log
         self.progress = progress
+        self.replicas = replicas
+        self.shard = shard
+        if replicas.rank != 0 {
+            // A replica: the options and the whole training state come from rank 0, the run folder is not touched.
+            var bytes: [UInt8] = []
+            try replicas.broadcast(&bytes, root: 0, what: "the run's options")
+            self.options = try TrainOptions.decode(Data(bytes), path: "the options sent by rank 0")
+            model = try makeModel(self.options.model, config: self.options.config, seed: self.options.seed, on: device)
+            trainingStep = TrainingStep(model: model, device: device, replay: replaySteps, classes: self.options.config.classes)
+            lock = nil
+            random = RandomStream(seed: mixSeeds(self.options.seed, 0x7A11))
+            evaluationRandom = RandomStream(seed: mixSeeds(self.options.seed, 0xE7A1))
+            testImages = try Tensor.zeros([1], on: device)
+            testLabels = []
+            metric = nil
+            try receiveState()
+            return
+        }
         let fm = FileManager.default
         var options = options
         var resumeFrom: (Checkpoint.Header, [Float])?
@@ -255,6 +284,7 @@ public final class Trainer {
             elapsedBefore = header.elapsedSeconds
             try self.data.restore(position: header.dataPosition)
             records = try Self.readRecords(options.out + "/metrics.jsonl").filter { $0.samples <= samples }
+            lastEvaluatedSamples = records.last?.samples ?? -1
             try rewriteLogs()
             log("resumed \(options.model.rawValue) from \(checkpointPath) at step \(step) (\(samples) samples)")
         } else {
@@ -262,6 +292,45 @@ public final class Trainer {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(try encoder.encode(options), to: options.out + "/options.json")
         }
+        if replicas.isDistributed { try sendState() }
+    }
+
+    /// Rank 0: the resolved options (a resumed run's come from its checkpoint), then the model's parameters,
+    /// moments and buffers with the step, the random stream and the data position, to every other rank, so
+    /// that all replicas start equal. A run resumed with another number of processes continues the same
+    /// trajectory: nothing in the state depends on it.
+    func sendState() throws {
+        var optionBytes = [UInt8](try JSONEncoder().encode(options))
+        try replicas.broadcast(&optionBytes, root: 0, what: "the run's options")
+        var state = [UInt8](try Checkpoint.encode(model: model, seed: options.seed, step: step, samples: samples,
+                                                  random: random, dataPosition: data.position,
+                                                  elapsedSeconds: elapsedBefore))
+        try replicas.broadcast(&state, root: 0, what: "the initial state of the model")
+        var evaluated = withUnsafeBytes(of: Int64(lastEvaluatedSamples)) { [UInt8]($0) }
+        try replicas.broadcast(&evaluated, root: 0, what: "the samples of the last evaluation")
+        joinReplicas()
+    }
+
+    /// The other ranks: the state rank 0 sends (`sendState`).
+    func receiveState() throws {
+        var state: [UInt8] = []
+        try replicas.broadcast(&state, root: 0, what: "the initial state of the model")
+        let (header, values) = try Checkpoint.decode(Data(state), path: "the state sent by rank 0")
+        try Checkpoint.restore(header, values: values, into: model, path: "the state sent by rank 0")
+        step = header.step
+        samples = header.samples
+        random = header.random
+        elapsedBefore = header.elapsedSeconds
+        try data.restore(position: header.dataPosition)
+        var evaluated: [UInt8] = []
+        try replicas.broadcast(&evaluated, root: 0, what: "the samples of the last evaluation")
+        lastEvaluatedSamples = Int(evaluated.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })
+        joinReplicas()
+    }
+
+    func joinReplicas() {
+        model.join(replicas: replicas)
+        random.shard = shard
     }
 
     var totalSamples: Int? { options.kimg.map { Int($0 * 1024) } }
@@ -281,18 +350,37 @@ public final class Trainer {
             if let minutes = options.minutes, seconds(since: start) >= minutes * 60 { return false }
             return true
         }
-        log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
-            + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
-        while budgetLeft() {
-            if StopRequest.signal != 0 {
+        let processes = replicas.isDistributed ? " over \(replicas.size) processes (\(shard.localBatch) samples each)" : ""
+        if replicas.rank == 0 {
+            log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
+                + processes + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
+        }
+        collectiveStart = (replicas.collectiveSeconds, step)
+        while true {
+            // The processes of a run stop together: at the first step where any of them was asked to stop
+            // or found the time budget spent.
+            var signal = Int64(StopRequest.signal), spent: Int64 = budgetLeft() ? 0 : 1
+            if replicas.isDistributed {
+                let agreed = try replicas.allReduceMax([signal, spent], what: "the agreement on whether to go on")
+                signal = agreed[0]
+                spent = agreed[1]
+            }
+            if spent != 0 { break }
+            if signal != 0 {
                 try collectLosses()
-                try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+                if replicas.rank == 0 { try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start)) }
                 throw TrainingError.interrupted(signal: StopRequest.signal, step: step, checkpoint: checkpointPath,
-                                                resume: "acai train --model \(options.model.rawValue) --out \(options.out) --resume"
+                                                resume: (replicas.isDistributed ? "mpirun -np \(replicas.size) " : "")
+                                                    + "acai train --model \(options.model.rawValue) --out \(options.out) --resume"
                                                     + (options.kimg.map { " --kimg \($0)" } ?? "")
                                                     + (options.minutes.map { " --minutes \($0)" } ?? ""))
             }
-            let batch = data.next(options.batch)
+            // Every process draws the global batch (so the data's position is the same for any number of
+            // processes) and trains its shard of it.
+            var batch = data.next(options.batch)
+            if replicas.isDistributed {
+                batch = (shard.rows(of: batch.images, rowSize: data.imageShape.reduce(1, *)), shard.rows(of: batch.labels, rowSize: 1))
+            }
             try trainingStep.run(images: batch.images, labels: batch.labels, imageShape: data.imageShape, random: &random)
             step += 1
             samples += options.batch
@@ -301,26 +389,33 @@ public final class Trainer {
                 try collectLosses()
                 lastProgress = now
                 let rate = Double(samples - window.0) / max(Double(now - window.1) / 1e9, 1e-9)
-                progress(progressLine(rate: rate, elapsed: seconds(since: start)))
+                if replicas.rank == 0 { progress(progressLine(rate: rate, elapsed: seconds(since: start))) }
                 window = (samples, now)
             }
             if samples - lastEvaluationSamples >= evalEvery {
                 lastEvaluationSamples = samples - samples % evalEvery
-                try collectLosses(clear: true)
-                try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
-                try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+                try evaluateAndSave(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
             }
         }
-        if records.last?.samples != samples {
-            try collectLosses(clear: true)
-            try evaluate(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
-            try saveCheckpoint(elapsed: elapsedBefore + seconds(since: start))
+        if lastEvaluatedSamples != samples {
+            try evaluateAndSave(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
         }
         let summary = makeSummary(trainingSeconds: elapsedBefore + seconds(since: start))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(summary), to: options.out + "/summary.json")
+        if replicas.rank == 0 {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(try encoder.encode(summary), to: options.out + "/summary.json")
+        }
         return summary
+    }
+
+    /// The losses of the interval (averaged over the processes), then on rank 0 the evaluation and checkpoint.
+    func evaluateAndSave(elapsed: Double, rate: Double) throws {
+        try collectLosses(clear: true, overAllProcesses: true)
+        lastEvaluatedSamples = samples
+        guard replicas.rank == 0 else { return }
+        try evaluate(elapsed: elapsed, rate: rate)
+        try saveCheckpoint(elapsed: elapsed)
     }
 
     /// Training throughput since `start`, not counting time spent evaluating.
@@ -340,6 +435,10 @@ public final class Trainer {
         }
         if let minutes = options.minutes { left = min(left ?? .infinity, minutes * 60 - elapsed) }
         if let left { line += "  ETA \(formatDuration(max(left, 0)))" }
+        if replicas.isDistributed, step > collectiveStart.step {
+            let perStep = (replicas.collectiveSeconds - collectiveStart.seconds) / Double(step - collectiveStart.step)
+            line += "  \(replicas.size) processes, allreduce \(String(format: "%.2f", perStep * 1000)) ms/step"
+        }
         let memory = device.memory
         line += "  rss \(formatBytes(residentBytes()))  device \(formatBytes(memory.liveBytes)) live, \(formatBytes(memory.cachedBytes)) cached"
         if lossCounts > 0 {
@@ -353,8 +452,18 @@ public final class Trainer {
     /// are cleared only at evaluations (`clear`), so a logged mean does not depend on when progress lines
     /// happened to read them. A non-finite loss is seen at the next read-back, at most `progressSeconds` of
     /// training after it happened.
-    func collectLosses(clear: Bool = false) throws {
-        let (names, sums, count) = try trainingStep.collect(clear: clear)
+    ///
+    /// In a data-parallel run the evaluations' means are over all processes (`overAllProcesses`, a collective
+    /// every process calls at the same step); progress lines show rank 0's shard.
+    func collectLosses(clear: Bool = false, overAllProcesses: Bool = false) throws {
+        var (names, sums, count) = try trainingStep.collect(clear: clear)
+        if overAllProcesses, replicas.isDistributed {
+            // Every replica has the same loss names (same model, same step); a replica without steps adds zeros.
+            var values = names.map { sums[$0] ?? 0 } + [Double(count)]
+            try replicas.allReduceSum(&values, what: "the sum of the interval's losses")
+            for (i, name) in names.enumerated() { sums[name] = values[i] / Double(replicas.size) }
+            count = Int(values[names.count]) / replicas.size
+        }
         guard count > 0 else { return }
         for name in names {
             let v = sums[name] ?? .nan

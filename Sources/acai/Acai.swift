@@ -19,7 +19,7 @@ struct Acai: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acai",
         abstract: "Train autoencoders on OpenCL or the CPU and measure how well they interpolate (ACAI, Berthelot et al. 2018).",
-        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, Export.self, Encode.self, CheckRun.self, Devices.self, Bench.self])
+        subcommands: [Train.self, EvalLines.self, Interpolate.self, Demo.self, ReportCommand.self, ClusterCommand.self, Export.self, Encode.self, CheckRun.self, CheckDistributed.self, Devices.self, Bench.self])
 }
 
 /// Options every command that computes shares.
@@ -32,6 +32,17 @@ struct DeviceOptions: ParsableArguments {
             return try DeviceSelection.make(device, logger: Logger(label: "acai"))
         } catch {
             throw ValidationError("--device \(device ?? ProcessInfo.processInfo.environment["ACAI_DEVICE"] ?? "auto"): \(error)")
+        }
+    }
+
+    /// The device of one process of a run: under mpirun, by its rank on the node (`DeviceSelection`).
+    func make(for replicas: any Collective) throws -> any Device {
+        guard replicas.localSize > 1 else { return try make() }
+        do {
+            return try DeviceSelection.make(device, localRank: replicas.localRank, localSize: replicas.localSize,
+                                            logger: Logger(label: "acai"))
+        } catch {
+            throw ValidationError("rank \(replicas.rank): --device \(device ?? ProcessInfo.processInfo.environment["ACAI_DEVICE"] ?? "auto"): \(error)")
         }
     }
 }

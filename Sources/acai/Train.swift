@@ -107,6 +107,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue the run in --out from its checkpoint.") var resume = false
     @Option(name: .customLong("init"), help: "Start from the weights of a safetensors file (acai export) instead of a fresh initialisation.") var initFrom: String?
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var processes: ProcessOptions
     @OptionGroup var hyper: HyperparameterOptions
 
     func validate() throws {
@@ -118,6 +119,12 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        let replicas = try processes.join()
+        try replicas.runJob { try train(as: replicas) }
+    }
+
+    /// Under mpirun every process runs this with the same arguments; rank 0 alone writes the run folder.
+    func train(as replicas: any Collective) throws {
         var config = try hyper.apply(to: data.spec.baseConfig(model))
         if let initFrom {
             // The file's format and model kind are checked before the data (a folder's cache) is written; its
@@ -128,7 +135,9 @@ struct Train: ParsableCommand {
             }
         }
         let trainingData: any TrainingData
-        do { trainingData = try data.spec.make(seed: seed, runFolder: out ?? "runs/\(data.dataset)-\(model.rawValue)") } catch { throw ValidationError("\(error)") }
+        do {
+            trainingData = try data.spec.make(seed: seed, runFolder: replicas.rank == 0 ? out ?? "runs/\(data.dataset)-\(model.rawValue)" : nil)
+        } catch { throw ValidationError("\(error)") }
         config.classes = trainingData.classes
         if data.dataset == "folder" {
             // The images decide: --size, and the channels found when --channels is not given.
@@ -145,13 +154,17 @@ struct Train: ParsableCommand {
         options.evalKimg = evalKimg
         options.resume = resume
         options.initFrom = initFrom
-        let trainer = try Trainer(options: options, device: try device.make(), data: trainingData)
         StopRequest.install()
+        let trainer = try Trainer(options: options, device: try device.make(for: replicas), data: trainingData,
+                                  replicas: replicas)
         do {
-            print(formatSummary(try trainer.run()))
+            let summary = try trainer.run()
+            if replicas.rank == 0 { print(formatSummary(summary)) }
         } catch let TrainingError.interrupted(signal, step, checkpoint, resume) {
-            FileHandle.standardError.write(Data((TrainingError.interrupted(signal: signal, step: step, checkpoint: checkpoint,
-                                                                           resume: resume).description + "\n").utf8))
+            if replicas.rank == 0 {
+                FileHandle.standardError.write(Data((TrainingError.interrupted(signal: signal, step: step, checkpoint: checkpoint,
+                                                                               resume: resume).description + "\n").utf8))
+            }
             throw ExitCode(128 + signal)
         }
     }
