@@ -24,18 +24,37 @@ public enum TrainBenchmark {
         public var planBytes: Int
         /// Ops of the recorded plan by name, most frequent first (empty for eager steps).
         public var planOps: [(name: String, count: Int)]
+        /// Processes of the data-parallel step (`batch` is the global batch) and this process's time in their
+        /// collectives (all-reduces, waiting for the others included) per step.
+        public var processes: Int = 1
+        public var collectiveMillisecondsPerStep: Double = 0
+        /// Bytes each process all-reduces per step: every optimiser's flat gradient buffer.
+        public var allReduceBytesPerStep: Int = 0
         public var samplesPerSecond: Double { Double(batch) / (millisecondsPerStep / 1e3) }
     }
 
+    /// With `replicas` of several processes (under mpirun) the step is data-parallel: each process trains its
+    /// shard of the global `batch` and the gradients are all-reduced, as `acai train` does.
     public static func run(_ kind: ModelKind, on base: any Device, batch: Int = 64, replay: Bool = true,
-                           warmup: Int = 3, windows: Int = 5, stepsPerWindow: Int = 5) throws -> Result {
+                           warmup: Int = 3, windows: Int = 5, stepsPerWindow: Int = 5,
+                           replicas: any Collective = SingleProcess()) throws -> Result {
         let device = RecordingDevice(base: base)
         let model = try makeModel(kind, config: .lines32(kind), seed: 1, on: device)
         let step = TrainingStep(model: model, device: device, replay: replay, classes: 10)
         var data = LinesData(seed: 1)
         var random = RandomStream(seed: 2)
+        var options = TrainOptions(model: kind, config: .lines32(kind), out: "")
+        options.batch = batch
+        let shard = try options.shard(over: replicas)
+        if replicas.isDistributed {
+            model.join(replicas: replicas)
+            random.shard = shard
+        }
         // Batches are drawn up front so the timing covers the device work, not the line renderer.
-        let batches = (0..<4).map { _ in data.next(batch) }
+        let batches = (0..<4).map { _ in
+            let b = data.next(batch)
+            return replicas.isDistributed ? (images: shard.rows(of: b.images, rowSize: 32 * 32), labels: shard.rows(of: b.labels, rowSize: 1)) : b
+        }
         func run(_ i: Int) throws {
             let b = batches[i % batches.count]
             try step.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)
@@ -45,6 +64,8 @@ public enum TrainBenchmark {
         var samples: [Double] = []
         var launches = 0, waits = 0
         var hostNanoseconds: UInt64 = 0
+        try replicas.barrier(what: "the start of the timed steps")
+        let collectiveBefore = replicas.collectiveSeconds
         for w in 0..<windows {
             let start = monotonicNanoseconds()
             let launchesBefore = base.launchCount, waitsBefore = base.synchronizationCount
@@ -58,13 +79,17 @@ public enum TrainBenchmark {
             _ = try step.collect(clear: true)  // the one wait of the window: what a progress line costs
             samples.append(Double(monotonicNanoseconds() - start) / 1e6 / Double(stepsPerWindow))
         }
+        let collectiveSeconds = replicas.collectiveSeconds - collectiveBefore
         let median = samples.sorted()[samples.count / 2]
         let steps = Double(windows * stepsPerWindow)
-        let plan = step.recorder.plan(for: model, shapes: [[batch, 32, 32, 1]])
+        let plan = step.recorder.plan(for: model, shapes: [[shard.localBatch, 32, 32, 1]])
         let opCounts = Dictionary(grouping: plan?.ops ?? [], by: \.name).map { (name: $0.key, count: $0.value.count) }
             .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
         return Result(device: base.id, model: kind, batch: batch, replay: replay, millisecondsPerStep: median,
                       launchesPerStep: Double(launches) / steps, synchronizationsPerStep: Double(waits) / steps,
-                      hostMillisecondsPerStep: Double(hostNanoseconds) / 1e6 / steps, planBytes: plan?.heldBytes ?? 0, planOps: opCounts)
+                      hostMillisecondsPerStep: Double(hostNanoseconds) / 1e6 / steps, planBytes: plan?.heldBytes ?? 0, planOps: opCounts,
+                      processes: replicas.size, collectiveMillisecondsPerStep: collectiveSeconds * 1e3 / steps,
+                      allReduceBytesPerStep: replicas.isDistributed
+                          ? model.optimizers.reduce(0) { $0 + $1.adam.store.count * MemoryLayout<Float>.stride } : 0)
     }
 }

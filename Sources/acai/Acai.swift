@@ -62,10 +62,26 @@ struct CheckRun: ParsableCommand {
 
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List every OpenCL platform and device and the CPU device, and say which one 'auto' picks.")
+        abstract: "List every OpenCL platform and device and the CPU device, and say which one 'auto' picks (under mpirun: also the device of each rank).")
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var processes: ProcessOptions
 
     func run() throws {
-        print(DeviceSelection.report())
+        let replicas = try processes.join()
+        guard replicas.isDistributed else {
+            print(DeviceSelection.report())
+            return
+        }
+        // Under mpirun: the node's devices once, then the device each rank picks (by its rank on its node).
+        try replicas.runJob {
+            let picked = try device.make(for: replicas)
+            let line = "rank \(replicas.rank) of \(replicas.size) on \(replicas.nodeName) (local rank \(replicas.localRank) of "
+                + "\(replicas.localSize)): \(picked.id)  \(picked.description)"
+            guard let lines = try replicas.gather(Array(line.utf8), root: 0, what: "each rank's device") else { return }
+            print(DeviceSelection.report())
+            for bytes in lines { print(String(decoding: bytes, as: UTF8.self)) }
+        }
     }
 }
 

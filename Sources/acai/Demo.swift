@@ -90,6 +90,7 @@ struct BenchLines: ParsableCommand {
     @Option(help: "Runs trained at once, each an `acai train` process logging to OUT/NAME.log (for machines with more cores than one run uses, or a GPU).") var jobs = 1
     @Option(help: "Folder for the runs and table.md.") var out = "runs/bench-lines"
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var processes: ProcessOptions
 
     func validate() throws {
         if kimg <= 0 { throw ValidationError("--kimg must be positive, got \(kimg)") }
@@ -112,9 +113,50 @@ struct BenchLines: ParsableCommand {
         func name(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(run.kind.rawValue)-seed\(run.seed)" }
         func folder(_ run: (kind: ModelKind, seed: UInt64)) -> String { "\(out)/\(name(run))" }
 
-        let dev = try device.make()
+        let replicas = try processes.join()
+        if replicas.isDistributed, jobs > 1 {
+            throw ValidationError("--jobs \(jobs) under mpirun: each of the \(replicas.size) processes trains one run at a time; start more processes instead")
+        }
+        try replicas.runJob {
+            try sweep(runs, folder: folder, name: name, replicas: replicas, table: { dev, summaries in
+                let results = kinds.map { kind in seedList.compactMap { summaries[folder((kind, $0))] } }
+                let budget = minutes.map { "\(kimg) kimg or \($0) minutes" } ?? "\(kimg) kimg"
+                let table = "Lines benchmark, \(budget) per run, device \(dev.id) (\(dev.description)):\n\n" + table1Markdown(results)
+                try table.write(toFile: out + "/table.md", atomically: true, encoding: .utf8)
+                print(table)
+                print("table written to \(out)/table.md")
+            })
+        }
+    }
+
+    /// Trains the runs (under mpirun: run i on rank i mod N, each rank writing its own runs' folders, the
+    /// summaries gathered to rank 0), then rank 0 makes the table.
+    func sweep(_ runs: [(kind: ModelKind, seed: UInt64)], folder: ((kind: ModelKind, seed: UInt64)) -> String,
+               name: ((kind: ModelKind, seed: UInt64)) -> String, replicas: any Collective,
+               table: (any Device, [String: RunSummary]) throws -> Void) throws {
+        let dev = try device.make(for: replicas)
         var summaries: [String: RunSummary] = [:]
-        if jobs == 1 {
+        if replicas.isDistributed {
+            for (i, run) in runs.enumerated() where i % replicas.size == replicas.rank {
+                var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder(run))
+                options.kimg = kimg
+                options.minutes = minutes
+                options.seed = run.seed
+                options.evalKimg = evalKimg
+                options.resume = FileManager.default.fileExists(atPath: options.out + "/checkpoint.bin")
+                let prefix = "rank \(replicas.rank), \(name(run)): "
+                let log: (String) -> Void = { Swift.print(prefix + $0) }
+                summaries[folder(run)] = try Trainer(options: options, device: dev, data: LinesData(seed: run.seed),
+                                                     log: log, progress: { _ in }).run()
+            }
+            let gathered = try replicas.gather([UInt8](try JSONEncoder().encode(summaries)), root: 0, what: "the runs' summaries")
+            guard let gathered else { return }
+            for (rank, bytes) in gathered.enumerated() {
+                do {
+                    summaries.merge(try JSONDecoder().decode([String: RunSummary].self, from: Data(bytes))) { a, _ in a }
+                } catch { throw ValidationError("the summaries sent by rank \(rank) do not decode: \(error)") }
+            }
+        } else if jobs == 1 {
             for run in runs {
                 var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder(run))
                 options.kimg = kimg
@@ -144,12 +186,7 @@ struct BenchLines: ParsableCommand {
                 } catch { throw ValidationError("\(path): not a run summary (\(error))") }
             }
         }
-        let results = kinds.map { kind in seedList.compactMap { summaries[folder((kind, $0))] } }
-        let budget = minutes.map { "\(kimg) kimg or \($0) minutes" } ?? "\(kimg) kimg"
-        let table = "Lines benchmark, \(budget) per run, device \(dev.id) (\(dev.description)):\n\n" + table1Markdown(results)
-        try table.write(toFile: out + "/table.md", atomically: true, encoding: .utf8)
-        print(table)
-        print("table written to \(out)/table.md")
+        try table(dev, summaries)
     }
 
     /// Runs `acai train` child processes, `jobs` at a time, each logging to OUT/NAME.log; returns the names of
@@ -214,6 +251,7 @@ struct BenchTrain: ParsableCommand {
     var eager = false
     @Flag(name: .customLong("op-counts"), help: "Print the ops of each recorded step plan by kind.")
     var opCounts = false
+    @OptionGroup var processes: ProcessOptions
 
     func validate() throws {
         guard batch >= 2, batch <= 1 << 16 else { throw ValidationError("--batch must be in 2...65536, got \(batch)") }
@@ -229,19 +267,30 @@ struct BenchTrain: ParsableCommand {
             return k
         }
         let specs = devices?.split(separator: ",").map(String.init) ?? DeviceSelection.allDeviceSpecs()
-        print("| model | device | step | batch | ms/step | samples/s | host ms/step | launches/step | host waits/step | plan memory |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        let replicas = try processes.join()
+        try replicas.runJob { try time(kinds, specs, replicas) }
+    }
+
+    /// Under mpirun every process times the data-parallel step (`--batch` global); rank 0 prints.
+    func time(_ kinds: [ModelKind], _ specs: [String], _ replicas: any Collective) throws {
+        let print: (String) -> Void = { line in if replicas.rank == 0 { Swift.print(line) } }
+        let distributed = replicas.isDistributed
+        print("| model | device | step | batch | ms/step | samples/s | host ms/step | launches/step | host waits/step | plan memory |"
+              + (distributed ? " processes | allreduce ms/step | allreduce bytes/step |" : ""))
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + (distributed ? "---:|---:|---:|" : ""))
         for kind in kinds {
             for spec in specs {
-                let device = try DeviceSelection.make(spec)
+                let device = try DeviceSelection.make(spec, localRank: replicas.localRank, localSize: replicas.localSize)
                 for replay in eager ? [false, true] : [true] {
                     let r = try TrainBenchmark.run(kind, on: device, batch: batch, replay: replay, windows: windows,
-                                                   stepsPerWindow: stepsPerWindow)
+                                                   stepsPerWindow: stepsPerWindow, replicas: replicas)
+                    let columns = distributed
+                        ? " \(r.processes) | \(String(format: "%.2f", r.collectiveMillisecondsPerStep)) | \(r.allReduceBytesPerStep) |" : ""
                     print("| \(kind.rawValue) | \(r.device) | \(replay ? "plan" : "eager") | \(r.batch) | "
                           + "\(String(format: "%.1f", r.millisecondsPerStep)) | \(String(format: "%.0f", r.samplesPerSecond)) | "
                           + "\(String(format: "%.2f", r.hostMillisecondsPerStep)) | "
                           + "\(String(format: "%.0f", r.launchesPerStep)) | \(String(format: "%.1f", r.synchronizationsPerStep)) | "
-                          + "\(replay ? formatBytes(r.planBytes) : "-") |")
+                          + "\(replay ? formatBytes(r.planBytes) : "-") |" + columns)
                     if opCounts, replay {
                         print("|   ops of the plan: " + r.planOps.map { "\($0.name) \($0.count)" }.joined(separator: ", ") + " |")
                     }
