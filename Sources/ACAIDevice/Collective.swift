@@ -6,7 +6,7 @@ import Foundation
 /// one process, where every collective is the identity.
 ///
 /// Errors: a collective that does not complete within the implementation's timeout, or that fails, throws a
-/// `CollectiveError` naming the rank and the collective; the caller ends the job (`abort`).
+/// `CollectiveError` naming the collective; the caller ends the job with `abort`, whose message names the rank.
 public protocol Collective: AnyObject, Sendable {
     /// This process's rank, 0..<size. Rank 0 alone writes files.
     var rank: Int { get }

@@ -42,7 +42,7 @@ public final class MPICollective: Collective, @unchecked Sendable {
         localSize = Int(localCount)
         var name = [CChar](repeating: 0, count: 256)
         acai_mpi_processor_name(&name, Int32(name.count))
-        nodeName = String(cString: name)
+        nodeName = Self.string(name)
         self.timeoutSeconds = timeoutSeconds
     }
 
@@ -87,7 +87,7 @@ public final class MPICollective: Collective, @unchecked Sendable {
     }
 
     public func gather(_ bytes: [UInt8], root: Int, what: String) throws -> [[UInt8]]? {
-        guard bytes.count < Int(Int32.max) else { throw CollectiveError("rank \(rank): \(what) is too large to gather (\(bytes.count) bytes)") }
+        guard bytes.count < Int(Int32.max) else { throw CollectiveError("\(what) is too large to gather (\(bytes.count) bytes)") }
         var counts = [CLongLong](repeating: 0, count: size)
         var send = CLongLong(bytes.count)
         try complete("the sizes of \(what)") { acai_mpi_igather_int64(CLongLong(bytes.count), &counts, Int32(root), &$0, &send) }
@@ -143,12 +143,12 @@ public final class MPICollective: Collective, @unchecked Sendable {
                 let waited = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
                 if waited > timeoutSeconds {
                     throw CollectiveError(
-                        "rank \(rank) of \(size) on \(nodeName): \(what) did not complete within \(Int(timeoutSeconds)) s "
-                            + "(--collective-timeout): another rank stopped answering; ending the job")
+                        "\(what) did not complete within \(Int(timeoutSeconds)) s (--collective-timeout): another rank "
+                            + "stopped answering; ending the job")
                 }
                 let signal = interruption()
                 if signal != 0 {
-                    throw CollectiveError("rank \(rank) of \(size): interrupted by signal \(signal) while waiting for \(what)")
+                    throw CollectiveError("stopped by signal \(signal) while waiting for \(what) (mpirun ends the job when a rank dies)")
                 }
             }
             usleep(UInt32(min(1000, polls / 4)))
@@ -156,7 +156,7 @@ public final class MPICollective: Collective, @unchecked Sendable {
     }
 
     private func failure(_ what: String, _ code: Int32) -> CollectiveError {
-        CollectiveError("rank \(rank) of \(size) on \(nodeName): \(what) failed: \(Self.describe(code))")
+        CollectiveError("\(what) failed: \(Self.describe(code))")
     }
 
     /// Splits a collective over more than Int32.max elements into calls MPI's int counts can take.
@@ -170,9 +170,15 @@ public final class MPICollective: Collective, @unchecked Sendable {
         } while start < count
     }
 
+    /// A NUL-terminated C string from a buffer.
+    static func string(_ characters: [CChar]) -> String {
+        let end = characters.firstIndex(of: 0) ?? characters.count
+        return String(decoding: characters[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     static func describe(_ code: Int32) -> String {
         var text = [CChar](repeating: 0, count: 512)
         acai_mpi_error_string(code, &text, Int32(text.count))
-        return "\(String(cString: text)) (MPI error \(code))"
+        return "\(string(text)) (MPI error \(code))"
     }
 }

@@ -193,6 +193,29 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(resumed.stdout.contains("resumed ae"), resumed.stdout)
     }
 
+    func testARankThatStopsAnsweringTimesOutTheCollectiveInsteadOfHanging() throws {
+        let dir = try temporaryFolder()
+        let run = dir + "/run"
+        let started = try start(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", "2", CLITests.executable,
+                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10",
+                                               "--eval-kimg", "0.125", "--collective-timeout", "20", "--out", run])
+        let mpirun = started.0
+        let deadline = Date().addingTimeInterval(180)
+        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), mpirun.isRunning, Date() < deadline {
+            usleep(200_000)
+        }
+        let stuck = try XCTUnwrap(pid(ofRank: 1, under: mpirun.processIdentifier), "rank 1's process not found")
+        kill(stuck, SIGSTOP)  // alive but silent: mpirun sees nothing wrong, only the collective's deadline does
+        let stopped = Date()
+        let result = finish(started)
+        let seconds = Date().timeIntervalSince(stopped)
+        XCTAssertLessThan(seconds, 60, "the job took \(seconds) s to end after rank 1 stopped answering")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("rank 0 of 2") && result.stderr.contains("did not complete within 20 s"), result.stderr)
+        let check = try acai(["check-run", "--run", run])
+        XCTAssertEqual(check.status, 0, check.stderr + check.stdout)
+    }
+
     func testOnlyRankZeroWritesFiles() throws {
         // Each rank in its own working folder (mpirun's MPMD form): the run folder is relative, so a rank
         // that wrote anything would leave it in its own folder.
