@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that ACAI builds and runs with (OpenCL ICD loader + headers, PoCL as a CPU OpenCL
-# device, clinfo, OpenBLAS, LAPACKE, libpng, giflib, zlib, libjpeg, CMake, Ninja, pkg-config). Idempotent: installs only what
-# dpkg reports missing, and prints nothing when everything is there.
+# device, clinfo, OpenBLAS, LAPACKE, libpng, giflib, zlib, libjpeg, CMake, Ninja, pkg-config, and Open MPI for
+# data-parallel runs). Idempotent: installs only what dpkg reports missing, and prints nothing when everything is there.
 # Set ACAI_SKIP_SETUP=1 to skip it (e.g. on a machine whose packages are managed elsewhere).
 set -euo pipefail
 
@@ -15,7 +15,7 @@ die() {
 }
 
 packages=(ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libpng-dev libopenblas-dev liblapacke-dev libgif-dev zlib1g-dev
-          libjpeg62-turbo-dev cmake ninja-build pkg-config)
+          libjpeg62-turbo-dev cmake ninja-build pkg-config libopenmpi-dev openmpi-bin)
 
 command -v dpkg-query >/dev/null 2>&1 ||
     die "dpkg-query not found: this script supports Debian/Ubuntu only. Install by hand: ${packages[*]}"

@@ -10,7 +10,7 @@ public final class CPUDevice: Device, @unchecked Sendable {
     /// Cores, threads, the BLAS and the convolution tiles picked for this build (timing them on first use).
     public var description: String {
         let t = ConvTuning.shared
-        return "CPU: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(threads) threads, "
+        return "CPU: \(Self.usableCores) cores, \(threads) threads, "
             + "BLAS \(BLASReference.description), conv tiles \(t.summary)"
     }
     public var kind: DeviceKind { .cpu }
@@ -35,7 +35,7 @@ public final class CPUDevice: Device, @unchecked Sendable {
     ///     else the physical memory.
     public init(threads: Int? = nil, memoryLimitBytes: Int? = nil) {
         let environment = ProcessInfo.processInfo.environment
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = Self.usableCores
         self.threads = max(1, threads ?? cores)
         let limit = memoryLimitBytes
             ?? environment["ACAI_MEMORY_LIMIT"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -55,10 +55,29 @@ public final class CPUDevice: Device, @unchecked Sendable {
     /// Shares the node's cores between `processes` processes of a data-parallel run: sets OpenBLAS's
     /// process-wide pool to this process's share and returns it (the `threads` of its CPU device), so the
     /// processes of a node do not each start a thread per core.
+    /// A process that mpirun (or taskset) bound to some cores already has its share: it uses those.
     public static func shareCores(among processes: Int) -> Int {
-        let share = max(1, ProcessInfo.processInfo.activeProcessorCount / max(processes, 1))
+        let online = ProcessInfo.processInfo.activeProcessorCount
+        let share = usableCores < online ? usableCores : max(1, online / max(processes, 1))
         openblas_set_num_threads(Int32(share))
         return share
+    }
+
+    /// The cores this process may run on (its affinity mask: mpirun binds each process to its cores, taskset
+    /// restricts a process), at most the online cores.
+    public static var usableCores: Int {
+        let online = ProcessInfo.processInfo.activeProcessorCount
+        #if os(Linux)
+        // /proc/self/status: "Cpus_allowed:\t<hex mask, comma-separated 32-bit groups>".
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) else { return online }
+        let allowed = line.dropFirst("Cpus_allowed:".count).reduce(0) { count, c in
+            count + (c.hexDigitValue?.nonzeroBitCount ?? 0)
+        }
+        return allowed > 0 ? min(online, allowed) : online
+        #else
+        return online
+        #endif
     }
 
     // MARK: Memory

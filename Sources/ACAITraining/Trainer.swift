@@ -111,6 +111,8 @@ public struct RunSummary: Codable, Sendable {
     /// Median of the last (up to) 20 evaluations, the paper's table value.
     public var medianLast20: Metrics
     public var grids: [String]
+    /// Processes of a data-parallel run (absent: one).
+    public var processes: Int?
 
     /// Decodes the bytes of a summary.json; errors name `path`.
     public static func decode(_ data: Data, path: String) throws -> RunSummary {
@@ -400,7 +402,8 @@ public final class Trainer {
         if lastEvaluatedSamples != samples {
             try evaluateAndSave(elapsed: elapsedBefore + seconds(since: start), rate: rate(since: windowStart))
         }
-        let summary = makeSummary(trainingSeconds: elapsedBefore + seconds(since: start))
+        var summary = makeSummary(trainingSeconds: elapsedBefore + seconds(since: start))
+        if replicas.isDistributed { summary.processes = replicas.size }
         if replicas.rank == 0 {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
