@@ -80,3 +80,155 @@ public final class SingleProcess: Collective {
         exit(code)
     }
 }
+
+/// Replicas of a model inside one process, one per thread (`ThreadCollective.members(n)`): the data-parallel step of
+/// mpirun with threads for processes, for a CPU whose cores one single-threaded replica each use better than one
+/// replica's ops split over all of them. Every collective is a meeting of all members: each sums its own slice of
+/// the elements over the members in rank order (so results do not depend on thread timing) and writes it into
+/// every member's values. A member that fails (`fail`) releases the others with an error instead of leaving them
+/// waiting.
+public final class ThreadCollective: @unchecked Sendable {
+    public let size: Int
+    private let condition = NSCondition()
+    private var arrived = 0
+    private var generation = 0
+    private var failure: String?
+    private var slots: [UnsafeMutableRawPointer?]
+    private var counts: [Int]
+
+    public init(size: Int) {
+        self.size = max(1, size)
+        slots = [UnsafeMutableRawPointer?](repeating: nil, count: self.size)
+        counts = [Int](repeating: 0, count: self.size)
+    }
+
+    /// A new group of `size` replicas: one `Collective` per replica, rank 0 first (they keep the group).
+    public static func members(_ size: Int) -> [Member] {
+        let group = ThreadCollective(size: size)
+        return (0..<group.size).map { Member(group: group, rank: $0) }
+    }
+
+    /// Ends every member's current and later collectives with `message` (a replica's step failed).
+    public func fail(_ message: String) {
+        condition.lock()
+        if failure == nil { failure = message }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until every member has arrived (a generation barrier).
+    private func barrier(_ what: String) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw CollectiveError("\(what): another replica failed: \(failure)") }
+        let mine = generation
+        arrived += 1
+        if arrived == size {
+            arrived = 0
+            generation += 1
+            condition.broadcast()
+            return
+        }
+        while generation == mine, failure == nil { condition.wait() }
+        if generation == mine, let failure { throw CollectiveError("\(what): another replica failed: \(failure)") }
+    }
+
+    /// Every member's `values` replaced by `combine` over the members, element by element, in rank order.
+    fileprivate func reduce<T>(_ values: UnsafeMutableBufferPointer<T>, rank: Int, what: String,
+                               _ combine: (T, T) -> T) throws {
+        condition.lock()
+        slots[rank] = UnsafeMutableRawPointer(values.baseAddress)
+        counts[rank] = values.count
+        condition.unlock()
+        try barrier(what)
+        guard counts.allSatisfy({ $0 == values.count }) else {
+            fail("\(what): the replicas hold different sizes (\(counts))")
+            throw CollectiveError("\(what): the replicas hold different sizes (\(counts))")
+        }
+        let per = (values.count + size - 1) / size
+        let range = min(values.count, rank * per)..<min(values.count, (rank + 1) * per)
+        let members = slots.map { $0!.assumingMemoryBound(to: T.self) }
+        for i in range {
+            var total = members[0][i]
+            for m in 1..<size { total = combine(total, members[m][i]) }
+            for m in 0..<size { members[m][i] = total }
+        }
+        try barrier(what)
+    }
+
+    /// Rank `root`'s bytes to every member.
+    fileprivate func broadcast(_ bytes: inout [UInt8], rank: Int, root: Int, what: String) throws {
+        try bytes.withUnsafeMutableBytes { raw in
+            condition.lock()
+            slots[rank] = raw.baseAddress
+            counts[rank] = raw.count
+            condition.unlock()
+        }
+        try barrier(what)
+        let count = counts[root]
+        if rank != root, let source = slots[root] {
+            bytes = [UInt8](UnsafeRawBufferPointer(start: source, count: count))
+        }
+        try barrier(what)
+    }
+
+    public final class Member: Collective, @unchecked Sendable {
+        public let group: ThreadCollective
+        public let rank: Int
+        private let lock = NSLock()
+        private var seconds = 0.0
+
+        init(group: ThreadCollective, rank: Int) {
+            self.group = group
+            self.rank = rank
+        }
+
+        public var size: Int { group.size }
+        public var localRank: Int { rank }
+        public var localSize: Int { group.size }
+        public var nodeName: String { ProcessInfo.processInfo.hostName }
+        public var collectiveSeconds: Double { lock.withLock { seconds } }
+
+        private func timed<R>(_ body: () throws -> R) rethrows -> R {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer {
+                let spent = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                lock.withLock { seconds += spent }
+            }
+            return try body()
+        }
+
+        public func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>, what: String) throws {
+            try timed { try group.reduce(values, rank: rank, what: what, +) }
+        }
+
+        public func allReduceSum(_ values: UnsafeMutableBufferPointer<Double>, what: String) throws {
+            try timed { try group.reduce(values, rank: rank, what: what, +) }
+        }
+
+        public func allReduceMax(_ values: UnsafeMutableBufferPointer<Int64>, what: String) throws {
+            try timed { try group.reduce(values, rank: rank, what: what) { Swift.max($0, $1) } }
+        }
+
+        public func broadcast(_ bytes: inout [UInt8], root: Int, what: String) throws {
+            try timed { try group.broadcast(&bytes, rank: rank, root: root, what: what) }
+        }
+
+        public func gather(_ bytes: [UInt8], root: Int, what: String) throws -> [[UInt8]]? {
+            var all: [[UInt8]] = []
+            for r in 0..<size {
+                var mine = r == rank ? bytes : []
+                try broadcast(&mine, root: r, what: what)
+                all.append(mine)
+            }
+            return rank == root ? all : nil
+        }
+
+        public func barrier(what: String) throws { try timed { try group.barrier(what) } }
+
+        public func abort(_ message: String, code: Int32) -> Never {
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            exit(code)
+        }
+    }
+}

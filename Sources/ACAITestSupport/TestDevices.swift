@@ -15,6 +15,9 @@ public enum TestDevices {
 
     private static let sharedOpenCL: Result<OpenCLDevice, any Error> = Result { try OpenCLDevice() }
 
+    /// A new CPU device whose ops run on the calling thread alone (the device of a local replica).
+    public static func singleThreadedCPU() -> CPUDevice { CPUDevice(threads: 1) }
+
     /// True when a missing OpenCL device must fail the tests.
     public static var openCLRequired: Bool {
         let env = ProcessInfo.processInfo.environment

@@ -37,10 +37,10 @@ public enum TrainBenchmark {
     /// shard of the global `batch` and the gradients are all-reduced, as `acai train` does.
     public static func run(_ kind: ModelKind, on base: any Device, batch: Int = 64, replay: Bool = true,
                            warmup: Int = 3, windows: Int = 5, stepsPerWindow: Int = 5,
-                           replicas: any Collective = SingleProcess()) throws -> Result {
-        let device = RecordingDevice(base: base)
-        let model = try makeModel(kind, config: .lines32(kind), seed: 1, on: device)
-        let step = TrainingStep(model: model, device: device, replay: replay, classes: 10)
+                           replicas: any Collective = SingleProcess(), localReplicas: [any Device] = []) throws -> Result {
+        let replicated = try ReplicatedStep.make(kind, config: .lines32(kind), seed: 1, devices: [base] + localReplicas,
+                                                 replay: replay, classes: 10)
+        let step = replicated.primary, model = step.model
         var data = LinesData(seed: 1)
         var random = RandomStream(seed: 2)
         var options = TrainOptions(model: kind, config: .lines32(kind), out: "")
@@ -57,15 +57,15 @@ public enum TrainBenchmark {
         }
         func run(_ i: Int) throws {
             let b = batches[i % batches.count]
-            try step.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)
+            try replicated.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)
         }
         for i in 0..<warmup { try run(i) }
-        _ = try step.collect(clear: true)
+        _ = try replicated.collect(clear: true)
         var samples: [Double] = []
         var launches = 0, waits = 0
         var hostNanoseconds: UInt64 = 0
         try replicas.barrier(what: "the start of the timed steps")
-        let collectiveBefore = replicas.collectiveSeconds
+        let collectiveBefore = replicas.collectiveSeconds + replicated.collectiveSeconds
         for w in 0..<windows {
             let start = monotonicNanoseconds()
             let launchesBefore = base.launchCount, waitsBefore = base.synchronizationCount
@@ -76,20 +76,20 @@ public enum TrainBenchmark {
             }
             launches += base.launchCount - launchesBefore
             waits += base.synchronizationCount - waitsBefore
-            _ = try step.collect(clear: true)  // the one wait of the window: what a progress line costs
+            _ = try replicated.collect(clear: true)  // the one wait of the window: what a progress line costs
             samples.append(Double(monotonicNanoseconds() - start) / 1e6 / Double(stepsPerWindow))
         }
-        let collectiveSeconds = replicas.collectiveSeconds - collectiveBefore
+        let collectiveSeconds = replicas.collectiveSeconds + replicated.collectiveSeconds - collectiveBefore
         let median = samples.sorted()[samples.count / 2]
         let steps = Double(windows * stepsPerWindow)
-        let plan = step.recorder.plan(for: model, shapes: [[shard.localBatch, 32, 32, 1]])
+        let plan = step.recorder.plan(for: model, shapes: [[shard.localBatch / replicated.count, 32, 32, 1]])
         let opCounts = Dictionary(grouping: plan?.ops ?? [], by: \.name).map { (name: $0.key, count: $0.value.count) }
             .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
         return Result(device: base.id, model: kind, batch: batch, replay: replay, millisecondsPerStep: median,
                       launchesPerStep: Double(launches) / steps, synchronizationsPerStep: Double(waits) / steps,
                       hostMillisecondsPerStep: Double(hostNanoseconds) / 1e6 / steps, planBytes: plan?.heldBytes ?? 0, planOps: opCounts,
-                      processes: replicas.size, collectiveMillisecondsPerStep: collectiveSeconds * 1e3 / steps,
-                      allReduceBytesPerStep: replicas.isDistributed
+                      processes: replicas.size * replicated.count, collectiveMillisecondsPerStep: collectiveSeconds * 1e3 / steps,
+                      allReduceBytesPerStep: replicas.isDistributed || replicated.count > 1
                           ? model.optimizers.reduce(0) { $0 + $1.adam.store.count * MemoryLayout<Float>.stride } : 0)
     }
 }

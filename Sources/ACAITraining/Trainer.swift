@@ -155,8 +155,11 @@ public final class Trainer {
     /// The device everything runs on, wrapped so that training steps can be recorded and replayed.
     public let device: RecordingDevice
     /// Runs the training steps: recorded once and replayed (`replaySteps` false: every step runs eagerly).
-    let trainingStep: TrainingStep
-    public var steps: StepRecorder { trainingStep.recorder }
+    /// The step on replica 0 (`model`) and, with `localReplicas`, on the others at once (`ReplicatedStep`).
+    let trainingStep: ReplicatedStep
+    public var steps: StepRecorder { trainingStep.primary.recorder }
+    /// Replicas of the model trained together in this process (1: the model alone).
+    public var replicaCount: Int { trainingStep.count }
     public private(set) var data: any TrainingData
     public let model: any Autoencoder
     let log: (String) -> Void
@@ -199,7 +202,7 @@ public final class Trainer {
 
     /// Prepares a run folder (or reopens it with `options.resume`) and builds the model.
     public init(options: TrainOptions, device: any Device, data: any TrainingData, replaySteps: Bool = true,
-                replicas: any Collective = SingleProcess(),
+                replicas: any Collective = SingleProcess(), localReplicas: [any Device] = [],
                 log: @escaping (String) -> Void = { print($0) },
                 progress: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
         try options.validate(imageShape: data.imageShape, device: device)
@@ -217,7 +220,8 @@ public final class Trainer {
             try replicas.broadcast(&bytes, root: 0, what: "the run's options")
             self.options = try TrainOptions.decode(Data(bytes), path: "the options sent by rank 0")
             model = try makeModel(self.options.model, config: self.options.config, seed: self.options.seed, on: device)
-            trainingStep = TrainingStep(model: model, device: device, replay: replaySteps, classes: self.options.config.classes)
+            trainingStep = ReplicatedStep(primary: TrainingStep(model: model, device: device, replay: replaySteps,
+                                                                classes: self.options.config.classes), others: [])
             lock = nil
             random = RandomStream(seed: mixSeeds(self.options.seed, 0x7A11))
             evaluationRandom = RandomStream(seed: mixSeeds(self.options.seed, 0xE7A1))
@@ -260,7 +264,21 @@ public final class Trainer {
         }
         self.options = options
         model = try makeModel(options.model, config: options.config, seed: options.seed, on: device)
-        trainingStep = TrainingStep(model: model, device: device, replay: replaySteps, classes: options.config.classes)
+        guard localReplicas.isEmpty || !replicas.isDistributed else {
+            throw TrainingError.badOption("local replicas (--replicas) and mpirun's processes cannot be combined: start one process per core")
+        }
+        if !localReplicas.isEmpty, (options.batch % (localReplicas.count + 1) != 0
+                                    || (options.model == .acai && options.batch % (2 * (localReplicas.count + 1)) != 0)) {
+            throw TrainingError.badOption("--batch \(options.batch) does not divide among \(localReplicas.count + 1) replicas"
+                                          + (options.model == .acai ? " with an even share each (ACAI pairs mirrored samples)" : ""))
+        }
+        let others = try localReplicas.map { base -> TrainingStep in
+            let recording = RecordingDevice(base: base)
+            return TrainingStep(model: try makeModel(options.model, config: options.config, seed: options.seed, on: recording),
+                                device: recording, replay: replaySteps, classes: options.config.classes)
+        }
+        trainingStep = ReplicatedStep(primary: TrainingStep(model: model, device: device, replay: replaySteps,
+                                                            classes: options.config.classes), others: others)
         // --init: the weights of a safetensors file, checked whole before anything is written (a folder this
         // trainer made for a refused file is removed again).
         if resumeFrom == nil, let path = options.initFrom {
@@ -352,12 +370,13 @@ public final class Trainer {
             if let minutes = options.minutes, seconds(since: start) >= minutes * 60 { return false }
             return true
         }
-        let processes = replicas.isDistributed ? " over \(replicas.size) processes (\(shard.localBatch) samples each)" : ""
+        let processes = replicas.isDistributed ? " over \(replicas.size) processes (\(shard.localBatch) samples each)"
+            : trainingStep.count > 1 ? " over \(trainingStep.count) replicas in this process (\(options.batch / trainingStep.count) samples each)" : ""
         if replicas.rank == 0 {
             log("training \(options.model.rawValue) on \(data.name) with \(device.id) (\(device.description)), batch \(options.batch)"
                 + processes + (options.kimg.map { ", \($0) kimg" } ?? "") + (options.minutes.map { ", \($0) minutes" } ?? ""))
         }
-        collectiveStart = (replicas.collectiveSeconds, step)
+        collectiveStart = (collectiveSeconds, step)
         while true {
             // The processes of a run stop together: at the first step where any of them was asked to stop
             // or found the time budget spent.
@@ -421,6 +440,9 @@ public final class Trainer {
         try saveCheckpoint(elapsed: elapsed)
     }
 
+    /// Seconds this process spent in the collectives of its processes and of its local replicas.
+    var collectiveSeconds: Double { replicas.collectiveSeconds + trainingStep.collectiveSeconds }
+
     /// Training throughput since `start`, not counting time spent evaluating.
     func rate(since start: (Int, UInt64)) -> Double {
         let seconds = Double(monotonicNanoseconds() - start.1) / 1e9 - evaluationSeconds
@@ -438,9 +460,10 @@ public final class Trainer {
         }
         if let minutes = options.minutes { left = min(left ?? .infinity, minutes * 60 - elapsed) }
         if let left { line += "  ETA \(formatDuration(max(left, 0)))" }
-        if replicas.isDistributed, step > collectiveStart.step {
-            let perStep = (replicas.collectiveSeconds - collectiveStart.seconds) / Double(step - collectiveStart.step)
-            line += "  \(replicas.size) processes, allreduce \(String(format: "%.2f", perStep * 1000)) ms/step"
+        if replicas.isDistributed || trainingStep.count > 1, step > collectiveStart.step {
+            let perStep = (collectiveSeconds - collectiveStart.seconds) / Double(step - collectiveStart.step)
+            line += replicas.isDistributed ? "  \(replicas.size) processes" : "  \(trainingStep.count) replicas"
+            line += ", allreduce \(String(format: "%.2f", perStep * 1000)) ms/step"
         }
         let memory = device.memory
         line += "  rss \(formatBytes(residentBytes()))  device \(formatBytes(memory.liveBytes)) live, \(formatBytes(memory.cachedBytes)) cached"

@@ -252,6 +252,7 @@ struct BenchTrain: ParsableCommand {
     @Flag(name: .customLong("op-counts"), help: "Print the ops of each recorded step plan by kind.")
     var opCounts = false
     @OptionGroup var processes: ProcessOptions
+    @OptionGroup var localReplicas: ReplicaOptions
 
     func validate() throws {
         guard batch >= 2, batch <= 1 << 16 else { throw ValidationError("--batch must be in 2...65536, got \(batch)") }
@@ -274,16 +275,17 @@ struct BenchTrain: ParsableCommand {
     /// Under mpirun every process times the data-parallel step (`--batch` global); rank 0 prints.
     func time(_ kinds: [ModelKind], _ specs: [String], _ replicas: any Collective) throws {
         let print: (String) -> Void = { line in if replicas.rank == 0 { Swift.print(line) } }
-        let distributed = replicas.isDistributed
+        let distributed = replicas.isDistributed || localReplicas.replicas > 1
         print("| model | device | step | batch | ms/step | samples/s | host ms/step | launches/step | host waits/step | plan memory |"
               + (distributed ? " processes | allreduce ms/step | allreduce bytes/step |" : ""))
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + (distributed ? "---:|---:|---:|" : ""))
         for kind in kinds {
             for spec in specs {
-                let device = try DeviceSelection.make(spec, localRank: replicas.localRank, localSize: replicas.localSize)
+                let devices = try localReplicas.devices(spec, processes: replicas)
                 for replay in eager ? [false, true] : [true] {
-                    let r = try TrainBenchmark.run(kind, on: device, batch: batch, replay: replay, windows: windows,
-                                                   stepsPerWindow: stepsPerWindow, replicas: replicas)
+                    let r = try TrainBenchmark.run(kind, on: devices[0], batch: batch, replay: replay, windows: windows,
+                                                   stepsPerWindow: stepsPerWindow, replicas: replicas,
+                                                   localReplicas: Array(devices.dropFirst()))
                     let columns = distributed
                         ? " \(r.processes) | \(String(format: "%.2f", r.collectiveMillisecondsPerStep)) | \(r.allReduceBytesPerStep) |" : ""
                     print("| \(kind.rawValue) | \(r.device) | \(replay ? "plan" : "eager") | \(r.batch) | "

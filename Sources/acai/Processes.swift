@@ -100,3 +100,32 @@ struct CheckDistributed: ParsableCommand {
         }
     }
 }
+
+/// `--replicas N`: N replicas of the model in this process, each on a single-threaded CPU device and thread of its
+/// own, training shards of the batch and averaging gradients (`ReplicatedStep`): the data-parallel step of
+/// mpirun within one process, which on few cores beats one replica splitting each op over them.
+struct ReplicaOptions: ParsableArguments {
+    @Option(help: "CPU device: train N replicas at once in this process, one per core, each on its shard of the batch (see README).")
+    var replicas = 1
+
+    func validate() throws {
+        guard (1...256).contains(replicas) else { throw ValidationError("--replicas \(replicas): expected 1 ... 256") }
+    }
+
+    /// The devices of the replicas (replica 0 first) for `spec`: `replicas` CPU devices sharing the cores, or the
+    /// one device of `spec` (by its rank on the node under mpirun).
+    func devices(_ spec: String?, processes: any Collective) throws -> [any Device] {
+        guard replicas > 1 else {
+            return [try DeviceSelection.make(spec, localRank: processes.localRank, localSize: processes.localSize)]
+        }
+        let value = (spec ?? ProcessInfo.processInfo.environment[DeviceSelection.environmentVariable] ?? "cpu").lowercased()
+        guard value == "cpu" else {
+            throw ValidationError("--replicas \(replicas) trains replicas on single-threaded CPU devices; it needs --device cpu "
+                                  + "(got \(value)); several GPUs train together under mpirun -np N")
+        }
+        guard !processes.isDistributed else {
+            throw ValidationError("--replicas \(replicas) under mpirun: start one process per core instead (mpirun -np N)")
+        }
+        return try (0..<replicas).map { try DeviceSelection.make("cpu", localRank: $0, localSize: replicas) }
+    }
+}

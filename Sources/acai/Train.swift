@@ -108,6 +108,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init"), help: "Start from the weights of a safetensors file (acai export) instead of a fresh initialisation.") var initFrom: String?
     @OptionGroup var device: DeviceOptions
     @OptionGroup var processes: ProcessOptions
+    @OptionGroup var localReplicas: ReplicaOptions
     @OptionGroup var hyper: HyperparameterOptions
 
     func validate() throws {
@@ -155,8 +156,10 @@ struct Train: ParsableCommand {
         options.resume = resume
         options.initFrom = initFrom
         StopRequest.install()
-        let trainer = try Trainer(options: options, device: try device.make(for: replicas), data: trainingData,
-                                  replicas: replicas)
+        let devices = localReplicas.replicas > 1 ? try localReplicas.devices(device.device, processes: replicas)
+            : [try device.make(for: replicas)]
+        let trainer = try Trainer(options: options, device: devices[0], data: trainingData, replicas: replicas,
+                                  localReplicas: Array(devices.dropFirst()))
         do {
             let summary = try trainer.run()
             if replicas.rank == 0 { print(formatSummary(summary)) }
