@@ -102,4 +102,18 @@ public struct LinesGenerator: Sendable {
         }
         return (images, angles, labels)
     }
+
+    /// The rows `rows` (in that order) of the batch `batch(count)` would give, rendering only those: the
+    /// generator moves past all `count` lines, as `batch(count)` moves it.
+    public mutating func batch(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int]) {
+        let angles = (0..<count).map { _ in 2 * Double.pi * nextUniform() }
+        var images: [Float] = [], labels: [Int] = []
+        for range in rows {
+            for i in range where angles.indices.contains(i) {
+                images += Lines.image(angle: angles[i], size: size)
+                labels.append(Lines.label(angle: angles[i]))
+            }
+        }
+        return (images, labels)
+    }
 }

@@ -63,6 +63,27 @@ public struct ImageData: TrainingData {
         return (images, labels)
     }
 
+    public mutating func next(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int]) {
+        var picked: [Int] = []
+        for _ in 0..<count {
+            if index == order.count {
+                epoch += 1
+                index = 0
+                order = Self.permutation(count: train.count, seed: seed, epoch: epoch)
+            }
+            picked.append(order[index])
+            index += 1
+        }
+        var images: [Float] = [], labels: [Int] = []
+        for range in rows {
+            for i in picked[range] {
+                images += train.image(i)
+                labels.append(train.hasLabels ? train.labels[i] : 0)
+            }
+        }
+        return (images, labels)
+    }
+
     public var position: [UInt64] { [epoch, UInt64(index)] }
 
     public mutating func restore(position: [UInt64]) throws {

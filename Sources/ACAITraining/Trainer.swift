@@ -396,12 +396,9 @@ public final class Trainer {
                                                     + (options.kimg.map { " --kimg \($0)" } ?? "")
                                                     + (options.minutes.map { " --minutes \($0)" } ?? ""))
             }
-            // Every process draws the global batch (so the data's position is the same for any number of
-            // processes) and trains its shard of it.
-            var batch = data.next(options.batch)
-            if replicas.isDistributed {
-                batch = (shard.rows(of: batch.images, rowSize: data.imageShape.reduce(1, *)), shard.rows(of: batch.labels, rowSize: 1))
-            }
+            // Every process moves through the data as far as the global batch (so the data's position is the
+            // same for any number of processes) and makes only its shard of it.
+            let batch = replicas.isDistributed ? data.next(options.batch, rows: shard.blocks) : data.next(options.batch)
             try trainingStep.run(images: batch.images, labels: batch.labels, imageShape: data.imageShape, random: &random)
             step += 1
             samples += options.batch

@@ -8,11 +8,27 @@ public protocol TrainingData {
     var classes: Int { get }
     /// The next `count` images (NHWC floats in [-1, 1]) and labels.
     mutating func next(_ count: Int) -> (images: [Float], labels: [Int])
+    /// Only the rows `rows` (in that order) of what `next(count)` gives, the data moving as far: a process's
+    /// shard of a data-parallel batch, without making the other processes' images.
+    mutating func next(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int])
     /// Opaque position for checkpoints.
     var position: [UInt64] { get }
     mutating func restore(position: [UInt64]) throws
     /// A fixed labelled test set.
     func testSet() -> (images: [Float], labels: [Int], count: Int)
+}
+
+extension TrainingData {
+    public mutating func next(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int]) {
+        let all = next(count)
+        let size = imageShape.reduce(1, *)
+        var images: [Float] = [], labels: [Int] = []
+        for range in rows {
+            images += all.images[(range.lowerBound * size)..<(range.upperBound * size)]
+            labels += all.labels[range]
+        }
+        return (images, labels)
+    }
 }
 
 /// The lines benchmark: an endless seeded stream of random lines for training, and a fixed seeded test set of
@@ -30,6 +46,10 @@ public struct LinesData: TrainingData {
     public mutating func next(_ count: Int) -> (images: [Float], labels: [Int]) {
         let b = generator.batch(count)
         return (b.images, b.labels)
+    }
+
+    public mutating func next(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int]) {
+        generator.batch(count, rows: rows)
     }
 
     public var position: [UInt64] { [generator.position] }

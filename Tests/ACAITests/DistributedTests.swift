@@ -1,4 +1,5 @@
 import ACAI
+import ACAIData
 import ACAITestSupport
 import ACAITraining
 import Foundation
@@ -319,6 +320,27 @@ final class BatchShardTests: XCTestCase {
         }
         XCTAssertEqual(covered.sorted(), Array(0..<batch))
         XCTAssertEqual(union, expected)
+    }
+
+    func testDataMakesOnlyTheShardsRowsAndMovesAsFar() throws {
+        let shard = try BatchShard(rank: 1, ranks: 4, globalBatch: 24)
+        var whole = LinesData(seed: 4), part = LinesData(seed: 4)
+        for _ in 0..<3 {
+            let all = whole.next(24), mine = part.next(24, rows: shard.blocks)
+            XCTAssertEqual(mine.images, shard.rows(of: all.images, rowSize: 32 * 32))
+            XCTAssertEqual(mine.labels, shard.rows(of: all.labels, rowSize: 1))
+            XCTAssertEqual(whole.position, part.position)
+        }
+        // An image dataset across an epoch boundary (7 images, batches of 24).
+        let pixels = (0..<(7 * 4)).map { Float($0) / 28 }
+        let train = Dataset(name: "tiny", images: pixels, labels: Array(0..<7), count: 7, height: 2, width: 2, channels: 1, classes: 7)
+        var a = try ImageData(train: train, test: train, seed: 3), b = try ImageData(train: train, test: train, seed: 3)
+        for _ in 0..<2 {
+            let all = a.next(24), mine = b.next(24, rows: shard.blocks)
+            XCTAssertEqual(mine.images, shard.rows(of: all.images, rowSize: 4))
+            XCTAssertEqual(mine.labels, shard.rows(of: all.labels, rowSize: 1))
+            XCTAssertEqual(a.position, b.position)
+        }
     }
 
     func testBatchThatDoesNotDivideIsRefused() {
