@@ -194,6 +194,33 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(resumed.stdout.contains("resumed ae"), resumed.stdout)
     }
 
+    func testSIGTERMToTheProcessesStopsThemTogetherWithACheckpointAtTheCurrentStep() throws {
+        let dir = try temporaryFolder()
+        let run = dir + "/run"
+        let started = try start(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", "2", CLITests.executable,
+                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10",
+                                               "--eval-kimg", "1", "--out", run])
+        let mpirun = started.0
+        let deadline = Date().addingTimeInterval(180)
+        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), mpirun.isRunning, Date() < deadline {
+            usleep(200_000)
+        }
+        usleep(1_500_000)  // training again, some steps before the next evaluation (16 steps)
+        // Both ranks get the signal, as from a batch system's job stop; they agree on a step and rank 0 saves it.
+        for rank in 0..<2 {
+            let pid = try XCTUnwrap(pid(ofRank: rank, under: mpirun.processIdentifier), "rank \(rank)'s process not found")
+            kill(pid, SIGTERM)
+        }
+        let result = finish(started)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("resume with: mpirun -np 2 acai train --model ae --out \(run) --resume"), result.stderr)
+        let (header, _) = try Checkpoint.read(run + "/checkpoint.bin")
+        let lastEvaluation = try records(run).last?.step ?? 0
+        XCTAssertGreaterThan(header.step, lastEvaluation, "the checkpoint holds the step the processes stopped at")
+        let check = try acai(["check-run", "--run", run])
+        XCTAssertEqual(check.status, 0, check.stderr + check.stdout)
+    }
+
     func testARankThatStopsAnsweringTimesOutTheCollectiveInsteadOfHanging() throws {
         let dir = try temporaryFolder()
         let run = dir + "/run"
