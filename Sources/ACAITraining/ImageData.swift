@@ -46,35 +46,13 @@ public struct ImageData: TrainingData {
     }
 
     public mutating func next(_ count: Int) -> (images: [Float], labels: [Int]) {
-        var images: [Float] = []
-        images.reserveCapacity(count * train.imageSize)
-        var labels: [Int] = []
-        for _ in 0..<count {
-            if index == order.count {
-                epoch += 1
-                index = 0
-                order = Self.permutation(count: train.count, seed: seed, epoch: epoch)
-            }
-            let i = order[index]
-            index += 1
-            images += train.image(i)
-            labels.append(train.hasLabels ? train.labels[i] : 0)
-        }
-        return (images, labels)
+        next(count, rows: [0..<count])
     }
 
     public mutating func next(_ count: Int, rows: [Range<Int>]) -> (images: [Float], labels: [Int]) {
-        var picked: [Int] = []
-        for _ in 0..<count {
-            if index == order.count {
-                epoch += 1
-                index = 0
-                order = Self.permutation(count: train.count, seed: seed, epoch: epoch)
-            }
-            picked.append(order[index])
-            index += 1
-        }
+        let picked = (0..<count).map { _ in nextIndex() }
         var images: [Float] = [], labels: [Int] = []
+        images.reserveCapacity(rows.reduce(0) { $0 + $1.count } * train.imageSize)
         for range in rows {
             for i in picked[range] {
                 images += train.image(i)
@@ -82,6 +60,17 @@ public struct ImageData: TrainingData {
             }
         }
         return (images, labels)
+    }
+
+    /// The next training image's index in this epoch's order (a new order at each epoch's end).
+    private mutating func nextIndex() -> Int {
+        if index == order.count {
+            epoch += 1
+            index = 0
+            order = Self.permutation(count: train.count, seed: seed, epoch: epoch)
+        }
+        defer { index += 1 }
+        return order[index]
     }
 
     public var position: [UInt64] { [epoch, UInt64(index)] }

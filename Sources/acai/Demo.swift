@@ -129,6 +129,17 @@ struct BenchLines: ParsableCommand {
         }
     }
 
+    /// One run of the sweep, resumed where its folder holds a checkpoint.
+    func runOptions(_ run: (kind: ModelKind, seed: UInt64), folder: String) -> TrainOptions {
+        var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder)
+        options.kimg = kimg
+        options.minutes = minutes
+        options.seed = run.seed
+        options.evalKimg = evalKimg
+        options.resume = FileManager.default.fileExists(atPath: folder + "/checkpoint.bin")
+        return options
+    }
+
     /// Trains the runs (under mpirun: run i on rank i mod N, each rank writing its own runs' folders, the
     /// summaries gathered to rank 0), then rank 0 makes the table.
     func sweep(_ runs: [(kind: ModelKind, seed: UInt64)], folder: ((kind: ModelKind, seed: UInt64)) -> String,
@@ -138,12 +149,7 @@ struct BenchLines: ParsableCommand {
         var summaries: [String: RunSummary] = [:]
         if replicas.isDistributed {
             for (i, run) in runs.enumerated() where i % replicas.size == replicas.rank {
-                var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder(run))
-                options.kimg = kimg
-                options.minutes = minutes
-                options.seed = run.seed
-                options.evalKimg = evalKimg
-                options.resume = FileManager.default.fileExists(atPath: options.out + "/checkpoint.bin")
+                let options = runOptions(run, folder: folder(run))
                 let prefix = "rank \(replicas.rank), \(name(run)): "
                 let log: (String) -> Void = { Swift.print(prefix + $0) }
                 summaries[folder(run)] = try Trainer(options: options, device: dev, data: LinesData(seed: run.seed),
@@ -158,12 +164,7 @@ struct BenchLines: ParsableCommand {
             }
         } else if jobs == 1 {
             for run in runs {
-                var options = TrainOptions(model: run.kind, config: .lines32(run.kind), out: folder(run))
-                options.kimg = kimg
-                options.minutes = minutes
-                options.seed = run.seed
-                options.evalKimg = evalKimg
-                options.resume = FileManager.default.fileExists(atPath: options.out + "/checkpoint.bin")
+                let options = runOptions(run, folder: folder(run))
                 summaries[folder(run)] = try Trainer(options: options, device: dev, data: LinesData(seed: run.seed)).run()
             }
         } else {

@@ -167,18 +167,25 @@ final class DistributedTests: XCTestCase {
         return nil
     }
 
-    func testKillingOneRankEndsTheJobAndTheCheckpointResumes() throws {
-        let dir = try temporaryFolder()
-        let run = dir + "/run"
+    /// `mpirun -np 2 acai train --model ae` on the CPU device for up to 10 minutes into `run`, returned once its
+    /// first checkpoint exists (or after 180 s).
+    func trainUntilFirstCheckpoint(run: String, _ extra: [String]) throws -> (Process, Pipe, Pipe) {
         let started = try start(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", "2", CLITests.executable,
-                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10",
-                                               "--eval-kimg", "0.125", "--out", run])
-        let mpirun = started.0
+                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10", "--out", run]
+                                               + extra)
         let deadline = Date().addingTimeInterval(180)
-        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), mpirun.isRunning, Date() < deadline {
+        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), started.0.isRunning, Date() < deadline {
             usleep(200_000)
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), "no checkpoint within 180 s")
+        return started
+    }
+
+    func testKillingOneRankEndsTheJobAndTheCheckpointResumes() throws {
+        let dir = try temporaryFolder()
+        let run = dir + "/run"
+        let started = try trainUntilFirstCheckpoint(run: run, ["--eval-kimg", "0.125"])
+        let mpirun = started.0
         let victim = try XCTUnwrap(pid(ofRank: 1, under: mpirun.processIdentifier), "rank 1's process not found")
         kill(victim, SIGKILL)
         let killed = Date()
@@ -197,14 +204,8 @@ final class DistributedTests: XCTestCase {
     func testSIGTERMToTheProcessesStopsThemTogetherWithACheckpointAtTheCurrentStep() throws {
         let dir = try temporaryFolder()
         let run = dir + "/run"
-        let started = try start(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", "2", CLITests.executable,
-                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10",
-                                               "--eval-kimg", "1", "--out", run])
+        let started = try trainUntilFirstCheckpoint(run: run, ["--eval-kimg", "1"])
         let mpirun = started.0
-        let deadline = Date().addingTimeInterval(180)
-        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), mpirun.isRunning, Date() < deadline {
-            usleep(200_000)
-        }
         usleep(1_500_000)  // training again, some steps before the next evaluation (16 steps)
         // Both ranks get the signal, as from a batch system's job stop; they agree on a step and rank 0 saves it.
         for rank in 0..<2 {
@@ -224,14 +225,8 @@ final class DistributedTests: XCTestCase {
     func testARankThatStopsAnsweringTimesOutTheCollectiveInsteadOfHanging() throws {
         let dir = try temporaryFolder()
         let run = dir + "/run"
-        let started = try start(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", "2", CLITests.executable,
-                                               "train", "--model", "ae", "--device", "cpu", "--minutes", "10",
-                                               "--eval-kimg", "0.125", "--collective-timeout", "20", "--out", run])
+        let started = try trainUntilFirstCheckpoint(run: run, ["--eval-kimg", "0.125", "--collective-timeout", "20"])
         let mpirun = started.0
-        let deadline = Date().addingTimeInterval(180)
-        while !FileManager.default.fileExists(atPath: run + "/checkpoint.bin"), mpirun.isRunning, Date() < deadline {
-            usleep(200_000)
-        }
         let stuck = try XCTUnwrap(pid(ofRank: 1, under: mpirun.processIdentifier), "rank 1's process not found")
         kill(stuck, SIGSTOP)  // alive but silent: mpirun sees nothing wrong, only the collective's deadline does
         let stopped = Date()
