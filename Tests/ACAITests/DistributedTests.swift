@@ -261,7 +261,7 @@ final class DistributedTests: XCTestCase {
 
     func testSweepOverTwoRanksMakesTheTableOfOneProcess() throws {
         let dir = try temporaryFolder()
-        let arguments = ["bench", "lines", "--models", "ae,acai", "--seeds", "1,2", "--kimg", "0.25", "--eval-kimg", "0.125",
+        let arguments = ["bench", "lines", "--models", "ae,acai", "--seeds", "1,2", "--kimg", "0.125", "--eval-kimg", "0.125",
                          "--device", "cpu"]
         let spread = try acai(ranks: 2, arguments + ["--out", dir + "/spread"])
         XCTAssertEqual(spread.status, 0, spread.stderr)
