@@ -291,9 +291,24 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
     for (int blk = firstBlock; blk < firstBlock + RB; ++blk) {
         const int i0 = blk * RM;
         if (i0 >= M) break;
-        int pn[RM], ph[RM], pw[RM];
+        // Per row: its pixel's offset and which taps land inside the image (bit kh of hv, bit kw of wv), so
+        // that a tap's row pointers cost an add and a test each.
+        int q0[RM], hv[RM], wv[RM];
 #pragma unroll
-        for (int r = 0; r < RM; ++r) SPLIT_PIXEL(min(i0 + r, M - 1), pn[r], ph[r], pw[r]);
+        for (int r = 0; r < RM; ++r) {
+            const int p = min(i0 + r, M - 1);
+            int n, h, w;
+            SPLIT_PIXEL(p, n, h, w);
+            q0[r] = p * WS;
+            int hb = 0, wb = 0;
+#pragma unroll
+            for (int k = 0; k < KS; ++k) {
+                hb |= (h + k - P >= 0 && h + k - P < H) ? 1 << k : 0;
+                wb |= (w + k - P >= 0 && w + k - P < W) ? 1 << k : 0;
+            }
+            hv[r] = hb;
+            wv[r] = wb;
+        }
         VT acc[RM][NV];
 #pragma unroll
         for (int r = 0; r < RM; ++r)
@@ -303,18 +318,17 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
         for (int kh = 0; kh < KS; ++kh) {
             for (int kw = 0; kw < KS; ++kw) {
                 // g rows of the tap, or Z (WS zeros) outside the image, as in conv_fwd_blocked.
+                const int toff = ((kh - P) * W + (kw - P)) * WS;
                 const __global float* gr[RM];
 #if MASK
                 const __global float* yr[RM];
 #endif
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
-                    const int hh = ph[r] + kh - P, ww = pw[r] + kw - P;
-                    const bool in = hh >= 0 && hh < H && ww >= 0 && ww < W;
-                    const int q = ((pn[r] * H + hh) * W + ww) * WS;
-                    gr[r] = in ? dY + q : Z;
+                    const bool in = (hv[r] >> kh) & (wv[r] >> kw) & 1;
+                    gr[r] = in ? dY + q0[r] + toff : Z;
 #if MASK
-                    yr[r] = in ? Yout + q : Z;
+                    yr[r] = in ? Yout + q0[r] + toff : Z;
 #endif
                 }
 #if MASK
