@@ -254,8 +254,9 @@ __kernel void conv_dx_narrow(__global const float* restrict dY, __global const f
 #ifndef RB
 #define RB 1
 #endif
-// With MASK, each tap's g rows are masked as GV-wide vectors into private memory first, so that the inner
-// loop is that of conv_fwd_blocked (a broadcast operand per FMA) and not a scalar load, test and select.
+// With MASK, g is masked as GV-wide vectors into private memory first, so that the inner loop is that of
+// conv_fwd_blocked (a broadcast operand per FMA) and not a scalar load, test and select: per block and kh,
+// the RM + KS - 1 consecutive pixels its taps read, each masked once for all KS taps of that kh.
 #if WS % 16 == 0
 #define GV 16
 #elif WS % 8 == 0
@@ -288,6 +289,10 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
         }
     }
 
+#if MASK
+    float gs[RM + KS][WS];
+    for (int c = 0; c < WS; ++c) gs[RM + KS - 1][c] = 0.0f;
+#endif
     for (int blk = firstBlock; blk < firstBlock + RB; ++blk) {
         const int i0 = blk * RM;
         if (i0 >= M) break;
@@ -316,27 +321,29 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
             for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
 
         for (int kh = 0; kh < KS; ++kh) {
+#if MASK
+            // The masked g rows that the block's pixels read through this kh: RM + KS - 1 consecutive pixels
+            // from i0 + (kh - P) * W - P on (whatever image rows they lie in), each masked once instead of once
+            // per tap. Pixels outside [0, M) are clamped: only taps outside the image would read them, and
+            // those read the zero row gs[RM + KS - 1] instead.
+            const int base = i0 + (kh - P) * W - P;
+            for (int e = 0; e < RM + KS - 1; ++e) {
+                const int q = clamp(base + e, 0, M - 1) * WS;
+                for (int c = 0; c < WS; c += GV)
+                    VEC_STORE(GV, MASKED(VEC_LOAD(GV, dY + q + c), VEC_LOAD(GV, Yout + q + c), alpha), &gs[e][c]);
+            }
+#endif
             for (int kw = 0; kw < KS; ++kw) {
+#if MASK
+                const float* gm[RM];
+#pragma unroll
+                for (int r = 0; r < RM; ++r) gm[r] = gs[((hv[r] >> kh) & (wv[r] >> kw) & 1) ? r + kw : RM + KS - 1];
+#else
                 // g rows of the tap, or Z (WS zeros) outside the image, as in conv_fwd_blocked.
                 const int toff = ((kh - P) * W + (kw - P)) * WS;
                 const __global float* gr[RM];
-#if MASK
-                const __global float* yr[RM];
-#endif
 #pragma unroll
-                for (int r = 0; r < RM; ++r) {
-                    const bool in = (hv[r] >> kh) & (wv[r] >> kw) & 1;
-                    gr[r] = in ? dY + q0[r] + toff : Z;
-#if MASK
-                    yr[r] = in ? Yout + q0[r] + toff : Z;
-#endif
-                }
-#if MASK
-                float gm[RM][WS];
-#pragma unroll
-                for (int r = 0; r < RM; ++r)
-                    for (int c = 0; c < WS; c += GV)
-                        VEC_STORE(GV, MASKED(VEC_LOAD(GV, gr[r] + c), VEC_LOAD(GV, yr[r] + c), alpha), &gm[r][c]);
+                for (int r = 0; r < RM; ++r) gr[r] = ((hv[r] >> kh) & (wv[r] >> kw) & 1) ? dY + q0[r] + toff : Z;
 #endif
                 const float* bp = bt + (kh * KS + kw) * WS * (VW * NV);
                 for (int c = 0; c < WS; ++c) {
