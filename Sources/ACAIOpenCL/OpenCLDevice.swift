@@ -853,8 +853,9 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         let rows = Self.blockRows(preferredRows, total: pixels)
         let rowBlocks = (pixels + rows - 1) / rows
         let blocks = covered / (width * vectors)
-        // Row blocks per work-item: enough to amortise the copy, while leaving the device enough items.
-        let perItem = max(1, min(16, rowBlocks * blocks / max(t.parallelItems, 1)))
+        // Row blocks per work-item: enough to amortise the copy, while leaving the device enough items (up to
+        // 64: on PoCL 4-9% faster than 16 for the 32², 16² and 8² layers; no cap at all gained nothing more).
+        let perItem = max(1, min(64, rowBlocks * blocks / max(t.parallelItems, 1)))
         // From 128 output channels on, the copy (a gather of the whole filter block) pays only when each
         // work-item computes at least 4 row blocks with it; measured on PoCL, the 4²·64→128 and 4²·128→128
         // layers run about 1.3x as fast blocked, the 2²·16→128 one (one row block per item) faster as dot products.
