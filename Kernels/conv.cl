@@ -55,6 +55,12 @@
 #ifndef MASK
 #define MASK 0
 #endif
+// conv_dw_blocked: CLAMP=1 when RM does not divide CIN (the last block's rows past CIN reread row CIN - 1);
+// with CLAMP=0 a row's x value is at a constant offset from one pointer (RM clamped indices would take as many
+// integer registers: 16 of them spill on x86-64, measured 20-40% slower for the 16-row blocks on PoCL).
+#ifndef CLAMP
+#define CLAMP 1
+#endif
 #define VT VEC_TYPE(VW)
 #define CT VEC_TYPE(VC)
 #define KT VEC_TYPE(VK)
@@ -527,7 +533,11 @@ __kernel void conv_dw_blocked(__global const float* restrict X, __global const f
             const int h = row - n * H;
             const int hh = h + kh - P;
             if (hh < 0 || hh >= H) continue;  // the whole row reads zeros through this tap
+#if CLAMP
             const __global float* xr = X + ((n * H + hh) * W + wBegin + kw - P) * CIN;
+#else
+            const __global float* xr = X + ((n * H + hh) * W + wBegin + kw - P) * CIN + ci0;
+#endif
             const __global float* dyr = dY + (row * W + wBegin) * COUT + j0;
 #if MASK
             const __global float* yr = Yout + (row * W + wBegin) * COUT + j0;
@@ -547,7 +557,11 @@ __kernel void conv_dw_blocked(__global const float* restrict X, __global const f
 #endif
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
+#if CLAMP
                     const VT a = (VT)(xr[cir[r]]);
+#else
+                    const VT a = (VT)(xr[r]);
+#endif
 #pragma unroll
                     for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
                 }
@@ -569,138 +583,6 @@ __kernel void conv_dw_blocked(__global const float* restrict X, __global const f
                 VT value = tot[r][v];
                 if (accumulate) value += VEC_LOAD(VW, o + r * COUT + v * VW);
                 VEC_STORE(VW, value, o + r * COUT + v * VW);
-            }
-        }
-    }
-}
-
-// conv_dw_blocked with all KS taps of one kernel row kh per work-item (CPU devices): work-item (co block, g, s)
-// with g < KS * ceil(CIN / RM) computes taps (kh, 0..KS-1) = (g / ceil(CIN / RM), *) of RM input channels, so
-// that each (masked) dy vector feeds KS * RM * NV FMAs and the x values of neighbouring taps come from the same
-// cache lines: a third of conv_dw_blocked's work-items stream the tensors. g == that count sums db. Arguments,
-// output layout, rowsPerSum and accumulate as in conv_dw_blocked.
-__kernel void conv_dw_rows(__global const float* restrict X, __global const float* restrict dY,
-                           __global const float* restrict Yout, __global float* restrict Out,
-                           __global float* restrict dB, const int NB, const int H, const int W,
-                           const int CIN, const int COUT, const int chunk, const int chunks,
-                           const int rowsPerSum, const int stride, const int accumulate,
-                           const float alpha) {
-    const int j0 = get_global_id(0) * (VW * NV);
-    const int cib = (CIN + RM - 1) / RM;
-    const int g = get_global_id(1);
-    const int s = get_global_id(2);
-    if (s >= chunks) return;
-    const int rowBegin = s * chunk;
-    const int rowEnd = min(NB * H, rowBegin + chunk);
-    __global float* out = Out + s * stride;
-
-    if (g == KS * cib) {
-        VT tot[NV], acc[NV];
-#pragma unroll
-        for (int v = 0; v < NV; ++v) tot[v] = (VT)(0.0f);
-        for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
-#pragma unroll
-            for (int v = 0; v < NV; ++v) acc[v] = (VT)(0.0f);
-            const int r1 = min(rowEnd, r0 + rowsPerSum);
-            for (int e = r0 * W; e < r1 * W; ++e) {
-#pragma unroll
-                for (int v = 0; v < NV; ++v) {
-                    VT d = VEC_LOAD(VW, dY + e * COUT + j0 + v * VW);
-#if MASK
-                    d = MASKED(d, VEC_LOAD(VW, Yout + e * COUT + j0 + v * VW), alpha);
-#endif
-                    acc[v] += d;
-                }
-            }
-#pragma unroll
-            for (int v = 0; v < NV; ++v) tot[v] += acc[v];
-        }
-        __global float* db = chunks == 1 ? dB : out + KS * KS * CIN * COUT;
-#pragma unroll
-        for (int v = 0; v < NV; ++v) {
-            VT value = tot[v];
-            if (accumulate) value += VEC_LOAD(VW, db + j0 + v * VW);
-            VEC_STORE(VW, value, db + j0 + v * VW);
-        }
-        return;
-    }
-
-    const int kh = g / cib;
-    const int ci0 = (g - kh * cib) * RM;
-    int cir[RM];
-#pragma unroll
-    for (int r = 0; r < RM; ++r) cir[r] = min(ci0 + r, CIN - 1);
-
-    VT tot[KS][RM][NV], acc[KS][RM][NV];
-#pragma unroll
-    for (int k = 0; k < KS; ++k)
-#pragma unroll
-        for (int r = 0; r < RM; ++r)
-#pragma unroll
-            for (int v = 0; v < NV; ++v) tot[k][r][v] = (VT)(0.0f);
-
-    for (int r0 = rowBegin; r0 < rowEnd; r0 += rowsPerSum) {
-#pragma unroll
-        for (int k = 0; k < KS; ++k)
-#pragma unroll
-            for (int r = 0; r < RM; ++r)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) acc[k][r][v] = (VT)(0.0f);
-        const int r1 = min(rowEnd, r0 + rowsPerSum);
-        for (int row = r0; row < r1; ++row) {
-            const int n = row / H;
-            const int h = row - n * H;
-            const int hh = h + kh - P;
-            if (hh < 0 || hh >= H) continue;  // the whole row reads zeros through this kernel row
-            // x at column w of image row hh: tap kw reads column w + kw - P (inside the image only).
-            const __global float* xr = X + (n * H + hh) * W * CIN;
-            const __global float* dyr = dY + row * W * COUT + j0;
-#if MASK
-            const __global float* yr = Yout + row * W * COUT + j0;
-#endif
-            for (int w = 0; w < W; ++w) {
-                VT b[NV];
-#pragma unroll
-                for (int v = 0; v < NV; ++v) {
-                    b[v] = VEC_LOAD(VW, dyr + w * COUT + v * VW);
-#if MASK
-                    b[v] = MASKED(b[v], VEC_LOAD(VW, yr + w * COUT + v * VW), alpha);
-#endif
-                }
-#pragma unroll
-                for (int k = 0; k < KS; ++k) {
-                    const int ww = w + k - P;
-                    if (ww < 0 || ww >= W) continue;
-                    const __global float* xp = xr + ww * CIN;
-#pragma unroll
-                    for (int r = 0; r < RM; ++r) {
-                        const VT a = (VT)(xp[cir[r]]);
-#pragma unroll
-                        for (int v = 0; v < NV; ++v) acc[k][r][v] = fma(a, b[v], acc[k][r][v]);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < KS; ++k)
-#pragma unroll
-            for (int r = 0; r < RM; ++r)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) tot[k][r][v] += acc[k][r][v];
-    }
-
-#pragma unroll
-    for (int k = 0; k < KS; ++k) {
-        __global float* o = out + ((kh * KS + k) * CIN + ci0) * COUT + j0;
-#pragma unroll
-        for (int r = 0; r < RM; ++r) {
-            if (ci0 + r < CIN) {
-#pragma unroll
-                for (int v = 0; v < NV; ++v) {
-                    VT value = tot[k][r][v];
-                    if (accumulate) value += VEC_LOAD(VW, o + r * COUT + v * VW);
-                    VEC_STORE(VW, value, o + r * COUT + v * VW);
-                }
             }
         }
     }

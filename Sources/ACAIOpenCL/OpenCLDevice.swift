@@ -951,26 +951,12 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
                                  .float(activation.alpha)]
         let buffers: [KernelArg] = [.buffer(x), .buffer(dy), .buffer(output ?? dy), .buffer(target), .buffer(db ?? dw)]
         let dbRow = db == nil ? 0 : 1
-        // CPUs, two vectors per row, images at least 8 wide, one launch: all KS taps of a kernel row per
-        // work-item (conv_dw_rows, KS x rows x 2 accumulators, at most 24), while that leaves two work-items per
-        // compute unit. Measured on PoCL (bench ops --leaky --batch 128): 5-20% faster for the 16²·16→32 to
-        // 8²·64→64 layers; slower for 4² and 2² images (the edge tests per pixel) and with one vector per row.
-        let rowRows = max(largestDivisor(of: s.inChannels, atMost: 4), 1)
-        let rowsItems = covered / max(width * vectors, 1) * k * ((s.inChannels + rowRows - 1) / rowRows)
-        let byKernelRow = t.serialWorkItems && k == 3 && vectors == 2 && s.width >= 8 && chunks == 1
-            && covered == s.outChannels && rowRows >= 3 && 8 * rowsItems >= t.parallelItems
-        if covered > 0 && byKernelRow {
-            try launch("conv.cl", "conv_dw_rows",
-                       options: "-DKS=\(k) -DRM=\(rowRows) -DVW=\(width) -DNV=\(vectors) -DMASK=\(mask)",
-                       global: [covered / (width * vectors), k * ((s.inChannels + rowRows - 1) / rowRows) + dbRow, 1],
-                       local: [1, 1, 1],
-                       args: buffers + dims + [.int(chunk), .int(chunks)] + tail,
-                       name: "\(name)_rows_\(rowRows)x\(vectors * width)", op: op)
-        } else if covered > 0 {
+        if covered > 0 {
             let blocks = covered / (width * vectors)
             let share = Double(covered) / Double(s.outChannels)
             try launch("conv.cl", "conv_dw_blocked",
-                       options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DMASK=\(mask)",
+                       options: "-DKS=\(k) -DRM=\(rows) -DVW=\(width) -DNV=\(vectors) -DMASK=\(mask)"
+                           + " -DCLAMP=\(s.inChannels % rows == 0 ? 0 : 1)",
                        global: [blocks, taps * ciBlocks + dbRow, chunks],
                        local: t.serialWorkItems ? [1, 1, 1] : nil,
                        args: buffers + dims + [.int(chunk), .int(chunks)] + tail,

@@ -243,7 +243,7 @@ final class OpTests: XCTestCase {
         // 128 output channels and enough pixels that the CPU tuning's input gradient takes the blocked kernel
         // with its 147 KiB private filter copy (fewer pixels take the dot products).
         shapes.append((ConvShape(batch: 2, height: 16, width: 16, inChannels: 64, outChannels: 128, kernel: 3), false))
-        // Two vectors of output channels on an 8-wide image: the CPU tuning's filter gradient by kernel rows.
+        // Two vectors of output channels, input channels a multiple of the rows (the unclamped filter gradient).
         shapes.append((ConvShape(batch: 2, height: 8, width: 8, inChannels: 16, outChannels: 32, kernel: 3), true))
         return shapes
     }
