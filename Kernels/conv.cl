@@ -384,7 +384,7 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
 // channels from ciBegin on as VK-wide dot products along co (COUT a multiple of VK) of g rows and filter rows
 // w[t, ci, :], both contiguous, with MASK applying act'(y) to each dy vector as it is loaded. No copy of the
 // filter is needed, but each output ends in a horizontal sum: this pays for many output channels (COUT >= 128)
-// and serves the columns conv_dx_blocked leaves over.
+// on few pixels, where conv_dx_blocked could not amortise its filter copy, and serves the columns it leaves over.
 __kernel void conv_dx_nt(__global const float* restrict dY, __global const float* restrict Z,
                          __global const float* restrict Wf,
                          __global const float* restrict Yout, __global float* restrict dX, const int NB,
