@@ -55,6 +55,12 @@
 #ifndef MASK
 #define MASK 0
 #endif
+// conv_dw_blocked: CLAMP=1 when RM does not divide CIN (the last block's rows past CIN reread row CIN - 1);
+// with CLAMP=0 a row's x value is at a constant offset from one pointer (RM clamped indices would take as many
+// integer registers: 16 of them spill on x86-64, measured 20-40% slower for the 16-row blocks on PoCL).
+#ifndef CLAMP
+#define CLAMP 1
+#endif
 #define VT VEC_TYPE(VW)
 #define CT VEC_TYPE(VC)
 #define KT VEC_TYPE(VK)
@@ -254,8 +260,9 @@ __kernel void conv_dx_narrow(__global const float* restrict dY, __global const f
 #ifndef RB
 #define RB 1
 #endif
-// With MASK, each tap's g rows are masked as GV-wide vectors into private memory first, so that the inner
-// loop is that of conv_fwd_blocked (a broadcast operand per FMA) and not a scalar load, test and select.
+// With MASK, g is masked as GV-wide vectors into private memory first, so that the inner loop is that of
+// conv_fwd_blocked (a broadcast operand per FMA) and not a scalar load, test and select: per block and kh,
+// the RM + KS - 1 consecutive pixels its taps read, each masked once for all KS taps of that kh.
 #if WS % 16 == 0
 #define GV 16
 #elif WS % 8 == 0
@@ -288,12 +295,31 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
         }
     }
 
+#if MASK
+    float gs[RM + KS][WS];
+    for (int c = 0; c < WS; ++c) gs[RM + KS - 1][c] = 0.0f;
+#endif
     for (int blk = firstBlock; blk < firstBlock + RB; ++blk) {
         const int i0 = blk * RM;
         if (i0 >= M) break;
-        int pn[RM], ph[RM], pw[RM];
+        // Per row: its pixel's offset and which taps land inside the image (bit kh of hv, bit kw of wv), so
+        // that a tap's row pointers cost an add and a test each.
+        int q0[RM], hv[RM], wv[RM];
 #pragma unroll
-        for (int r = 0; r < RM; ++r) SPLIT_PIXEL(min(i0 + r, M - 1), pn[r], ph[r], pw[r]);
+        for (int r = 0; r < RM; ++r) {
+            const int p = min(i0 + r, M - 1);
+            int n, h, w;
+            SPLIT_PIXEL(p, n, h, w);
+            q0[r] = p * WS;
+            int hb = 0, wb = 0;
+#pragma unroll
+            for (int k = 0; k < KS; ++k) {
+                hb |= (h + k - P >= 0 && h + k - P < H) ? 1 << k : 0;
+                wb |= (w + k - P >= 0 && w + k - P < W) ? 1 << k : 0;
+            }
+            hv[r] = hb;
+            wv[r] = wb;
+        }
         VT acc[RM][NV];
 #pragma unroll
         for (int r = 0; r < RM; ++r)
@@ -301,28 +327,29 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
             for (int v = 0; v < NV; ++v) acc[r][v] = (VT)(0.0f);
 
         for (int kh = 0; kh < KS; ++kh) {
+#if MASK
+            // The masked g rows that the block's pixels read through this kh: RM + KS - 1 consecutive pixels
+            // from i0 + (kh - P) * W - P on (whatever image rows they lie in), each masked once instead of once
+            // per tap. Pixels outside [0, M) are clamped: only taps outside the image would read them, and
+            // those read the zero row gs[RM + KS - 1] instead.
+            const int base = i0 + (kh - P) * W - P;
+            for (int e = 0; e < RM + KS - 1; ++e) {
+                const int q = clamp(base + e, 0, M - 1) * WS;
+                for (int c = 0; c < WS; c += GV)
+                    VEC_STORE(GV, MASKED(VEC_LOAD(GV, dY + q + c), VEC_LOAD(GV, Yout + q + c), alpha), &gs[e][c]);
+            }
+#endif
             for (int kw = 0; kw < KS; ++kw) {
+#if MASK
+                const float* gm[RM];
+#pragma unroll
+                for (int r = 0; r < RM; ++r) gm[r] = gs[((hv[r] >> kh) & (wv[r] >> kw) & 1) ? r + kw : RM + KS - 1];
+#else
                 // g rows of the tap, or Z (WS zeros) outside the image, as in conv_fwd_blocked.
+                const int toff = ((kh - P) * W + (kw - P)) * WS;
                 const __global float* gr[RM];
-#if MASK
-                const __global float* yr[RM];
-#endif
 #pragma unroll
-                for (int r = 0; r < RM; ++r) {
-                    const int hh = ph[r] + kh - P, ww = pw[r] + kw - P;
-                    const bool in = hh >= 0 && hh < H && ww >= 0 && ww < W;
-                    const int q = ((pn[r] * H + hh) * W + ww) * WS;
-                    gr[r] = in ? dY + q : Z;
-#if MASK
-                    yr[r] = in ? Yout + q : Z;
-#endif
-                }
-#if MASK
-                float gm[RM][WS];
-#pragma unroll
-                for (int r = 0; r < RM; ++r)
-                    for (int c = 0; c < WS; c += GV)
-                        VEC_STORE(GV, MASKED(VEC_LOAD(GV, gr[r] + c), VEC_LOAD(GV, yr[r] + c), alpha), &gm[r][c]);
+                for (int r = 0; r < RM; ++r) gr[r] = ((hv[r] >> kh) & (wv[r] >> kw) & 1) ? dY + q0[r] + toff : Z;
 #endif
                 const float* bp = bt + (kh * KS + kw) * WS * (VW * NV);
                 for (int c = 0; c < WS; ++c) {
@@ -357,7 +384,7 @@ __kernel void conv_dx_blocked(__global const float* restrict dY, __global const 
 // channels from ciBegin on as VK-wide dot products along co (COUT a multiple of VK) of g rows and filter rows
 // w[t, ci, :], both contiguous, with MASK applying act'(y) to each dy vector as it is loaded. No copy of the
 // filter is needed, but each output ends in a horizontal sum: this pays for many output channels (COUT >= 128)
-// and serves the columns conv_dx_blocked leaves over.
+// on few pixels, where conv_dx_blocked could not amortise its filter copy, and serves the columns it leaves over.
 __kernel void conv_dx_nt(__global const float* restrict dY, __global const float* restrict Z,
                          __global const float* restrict Wf,
                          __global const float* restrict Yout, __global float* restrict dX, const int NB,
@@ -506,7 +533,11 @@ __kernel void conv_dw_blocked(__global const float* restrict X, __global const f
             const int h = row - n * H;
             const int hh = h + kh - P;
             if (hh < 0 || hh >= H) continue;  // the whole row reads zeros through this tap
+#if CLAMP
             const __global float* xr = X + ((n * H + hh) * W + wBegin + kw - P) * CIN;
+#else
+            const __global float* xr = X + ((n * H + hh) * W + wBegin + kw - P) * CIN + ci0;
+#endif
             const __global float* dyr = dY + (row * W + wBegin) * COUT + j0;
 #if MASK
             const __global float* yr = Yout + (row * W + wBegin) * COUT + j0;
@@ -526,7 +557,11 @@ __kernel void conv_dw_blocked(__global const float* restrict X, __global const f
 #endif
 #pragma unroll
                 for (int r = 0; r < RM; ++r) {
+#if CLAMP
                     const VT a = (VT)(xr[cir[r]]);
+#else
+                    const VT a = (VT)(xr[r]);
+#endif
 #pragma unroll
                     for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, b[v], acc[r][v]);
                 }

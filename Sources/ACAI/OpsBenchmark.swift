@@ -118,10 +118,10 @@ public enum OpsBenchmark {
                     ("conv fwd", .conv2d(x: x.buffer, w: w.buffer, bias: bias.buffer, y: y.buffer, shape: s,
                                                  activation: activation)),
                     ("conv dx", .conv2dBackwardInput(dy: dy.buffer, w: w.buffer, dx: dx.buffer, shape: s,
-                                                             activation: activation, output: y.buffer)),
+                                                             activation: activation, output: activation.isIdentity ? nil : y.buffer)),
                     ("conv dw", .conv2dBackwardFilter(x: x.buffer, dy: dy.buffer, dw: dw.buffer,
                                                               db: activation.isIdentity ? nil : bias.buffer, shape: s,
-                                                              activation: activation, output: y.buffer,
+                                                              activation: activation, output: activation.isIdentity ? nil : y.buffer,
                                                               accumulate: false)),
                 ]
                 let same = blasGflops(s.batch * s.height * s.width, s.outChannels, s.kernel * s.kernel * s.inChannels)

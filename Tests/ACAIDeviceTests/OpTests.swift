@@ -240,6 +240,11 @@ final class OpTests: XCTestCase {
         shapes.append((ConvShape(batch: 2, height: 32, width: 32, inChannels: 16, outChannels: 16, kernel: 3), true))
         // More than one 64-channel tile of the tiled (GPU) kernel in both directions, and a ragged K.
         shapes.append((ConvShape(batch: 1, height: 7, width: 9, inChannels: 70, outChannels: 67, kernel: 3), true))
+        // 128 output channels and enough pixels that the CPU tuning's input gradient takes the blocked kernel
+        // with its 147 KiB private filter copy (fewer pixels take the dot products).
+        shapes.append((ConvShape(batch: 2, height: 16, width: 16, inChannels: 64, outChannels: 128, kernel: 3), false))
+        // Two vectors of output channels, input channels a multiple of the rows (the unclamped filter gradient).
+        shapes.append((ConvShape(batch: 2, height: 8, width: 8, inChannels: 16, outChannels: 32, kernel: 3), true))
         return shapes
     }
 
