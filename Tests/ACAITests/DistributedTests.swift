@@ -204,9 +204,9 @@ final class DistributedTests: XCTestCase {
     func testSIGTERMToTheProcessesStopsThemTogetherWithACheckpointAtTheCurrentStep() throws {
         let dir = try temporaryFolder()
         let run = dir + "/run"
-        let started = try trainUntilFirstCheckpoint(run: run, ["--eval-kimg", "1"])
+        let started = try trainUntilFirstCheckpoint(run: run, ["--eval-kimg", "8"])
         let mpirun = started.0
-        usleep(1_500_000)  // training again, some steps before the next evaluation (16 steps)
+        usleep(1_500_000)  // training again, well before the next evaluation (128 steps later)
         // Both ranks get the signal, as from a batch system's job stop; they agree on a step and rank 0 saves it.
         for rank in 0..<2 {
             let pid = try XCTUnwrap(pid(ofRank: rank, under: mpirun.processIdentifier), "rank \(rank)'s process not found")
@@ -218,6 +218,7 @@ final class DistributedTests: XCTestCase {
         let (header, _) = try Checkpoint.read(run + "/checkpoint.bin")
         let lastEvaluation = try records(run).last?.step ?? 0
         XCTAssertGreaterThan(header.step, lastEvaluation, "the checkpoint holds the step the processes stopped at")
+        XCTAssertTrue(result.stderr.contains("training stopped by SIGTERM at step \(header.step);"), result.stderr)
         let check = try acai(["check-run", "--run", run])
         XCTAssertEqual(check.status, 0, check.stderr + check.stdout)
     }
