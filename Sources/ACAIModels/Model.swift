@@ -91,7 +91,10 @@ public protocol Autoencoder: AnyObject {
 }
 
 extension Autoencoder {
-    public func join(replicas: any Collective) {
+    public func join(replicas: any Collective) { joinOptimizers(replicas) }
+
+    /// Every optimiser averages its gradients over `replicas` (the part of `join` all models share).
+    public func joinOptimizers(_ replicas: any Collective) {
         for (name, adam) in optimizers {
             adam.replicas = replicas
             adam.name = "\(name) gradients"

@@ -43,10 +43,7 @@ public final class VQVAE: CoreAutoencoder {
     }
 
     public func join(replicas: any Collective) {
-        for (name, adam) in optimizers {
-            adam.replicas = replicas
-            adam.name = "\(name) gradients"
-        }
+        joinOptimizers(replicas)
         self.replicas = replicas
     }
 

@@ -124,6 +124,15 @@ public struct Checkpoint {
         return (header, values)
     }
 
+    /// `source`'s parameters, moments, optimiser steps and buffers into `target` (same kind, config and
+    /// shapes): a replica made equal to another, through the checkpoint's own encoding.
+    public static func copyState(from source: any Autoencoder, to target: any Autoencoder, what: String) throws {
+        let bytes = try encode(model: source, seed: 0, step: 0, samples: 0, random: RandomStream(seed: 0),
+                               dataPosition: [], elapsedSeconds: 0)
+        let (header, values) = try decode(bytes, path: what)
+        try restore(header, values: values, into: target, path: what)
+    }
+
     /// Loads the checkpoint's tensors into `model` (built with the header's kind, config and seed).
     public static func restore(_ header: Header, values: [Float], into model: any Autoencoder, path: String) throws {
         let entries = tensors(of: model)

@@ -48,10 +48,7 @@ public enum DataParallelCheck {
             return (reference, replica)
         }
         func copyState(from reference: TrainingStep, to replica: TrainingStep) throws {
-            let bytes = try Checkpoint.encode(model: reference.model, seed: seed, step: 0, samples: 0,
-                                              random: RandomStream(seed: 0), dataPosition: [], elapsedSeconds: 0)
-            let (header, values) = try Checkpoint.decode(bytes, path: "the reference model's state")
-            try Checkpoint.restore(header, values: values, into: replica.model, path: "the reference model's state")
+            try Checkpoint.copyState(from: reference.model, to: replica.model, what: "the reference model's state")
         }
         func runStep(_ step: TrainingStep, _ batch: (images: [Float], labels: [Int]), _ random: inout RandomStream,
                      global: Bool) throws -> [String: Double] {
@@ -61,14 +58,8 @@ public enum DataParallelCheck {
                 labels = shard.rows(of: labels, rowSize: 1)
             }
             try step.run(images: images, labels: labels, imageShape: data.imageShape, random: &random)
-            var (names, sums, _) = try step.collect(clear: true)
-            if !global {
-                var values = names.map { sums[$0] ?? 0 }
-                try replicas.allReduceSum(&values, what: "the step's losses")
-                for (i, name) in names.enumerated() { sums[name] = values[i] / Double(replicas.size) }
-            }
-            names = names.sorted()
-            return sums
+            let (names, sums, _) = try step.collect(clear: true)
+            return global ? sums : try replicas.mean(of: sums, names: names, what: "the step's losses")
         }
         func relativeError(_ a: [Float], _ b: [Float]) -> Double {
             var difference = 0.0, norm = 0.0
@@ -88,14 +79,14 @@ public enum DataParallelCheck {
         // Recomputed from the reference's state at every step.
         var generator = data
         var (reference, replica) = try pair()
-        var random = RandomStream(seed: mixSeeds(seed, 0x7A11))
+        var random = Trainer.trainingRandom(seed: seed)
         var gradientErrors: [[String: Double]] = []
         for _ in 0..<steps {
             try copyState(from: reference, to: replica)
             let batch = generator.next(options.batch)
             var replicaRandom = random
             replicaRandom.shard = shard
-            _ = try runStep(reference.self, batch, &random, global: true)
+            _ = try runStep(reference, batch, &random, global: true)
             _ = try runStep(replica, batch, &replicaRandom, global: false)
             let expected = try state(of: reference), got = try state(of: replica)
             var errors: [String: Double] = [:]
@@ -107,7 +98,7 @@ public enum DataParallelCheck {
         generator = data
         (reference, replica) = try pair()
         try copyState(from: reference, to: replica)
-        random = RandomStream(seed: mixSeeds(seed, 0x7A11))
+        random = Trainer.trainingRandom(seed: seed)
         var replicaRandom = random
         replicaRandom.shard = shard
         var losses: [[String: [Double]]] = []

@@ -45,3 +45,15 @@ final class LossAccumulator {
         return (out, counted)
     }
 }
+
+extension Collective {
+    /// Each loss's sum averaged over the processes (each process's is over its shard). Every process calls it
+    /// with the same `names`.
+    func mean(of sums: [String: Double], names: [String], what: String) throws -> [String: Double] {
+        var values = names.map { sums[$0] ?? 0 }
+        try allReduceSum(&values, what: what)
+        var out = sums
+        for (i, name) in names.enumerated() { out[name] = values[i] / Double(size) }
+        return out
+    }
+}

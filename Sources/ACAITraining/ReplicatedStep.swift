@@ -35,15 +35,11 @@ final class ReplicatedStep {
             return try primary.run(images: images, labels: labels, imageShape: imageShape, random: &random)
         }
         if !synchronized {
-            try copyPrimaryState()
+            for step in steps.dropFirst() { try Checkpoint.copyState(from: primary.model, to: step.model, what: "replica 0's state") }
             synchronized = true
         }
         let n = steps.count
-        let shards = try (0..<n).map { try BatchShard(rank: $0, ranks: n, globalBatch: labels.count) }
-        if primary.model.kind == .acai, !shards[0].mirrorsReversal {
-            throw TrainingError.badOption("--batch \(labels.count) over \(n) replicas: ACAI pairs each sample with its mirror in "
-                                          + "the batch, so each replica needs an even share; --batch must divide by \(2 * n)")
-        }
+        let shards = try Self.shards(batch: labels.count, count: n, model: primary.model.kind)
         let rowSize = imageShape.reduce(1, *)
         let outcome = ReplicaOutcomes(count: n, random: random, shards: shards)
         let steps = self.steps, members = self.members
@@ -91,14 +87,6 @@ final class ReplicatedStep {
         for name in names { sums[name] = (sums[name] ?? 0) / Double(steps.count) }
         return (names, sums, count)
     }
-
-    /// Replica 0's parameters, moments, steps and buffers into every other replica.
-    private func copyPrimaryState() throws {
-        let bytes = try Checkpoint.encode(model: primary.model, seed: 0, step: 0, samples: 0, random: RandomStream(seed: 0),
-                                          dataPosition: [], elapsedSeconds: 0)
-        let (header, values) = try Checkpoint.decode(bytes, path: "replica 0's state")
-        for step in steps.dropFirst() { try Checkpoint.restore(header, values: values, into: step.model, path: "replica 0's state") }
-    }
 }
 
 private struct UncheckedSendable<T>: @unchecked Sendable {
@@ -122,6 +110,16 @@ private final class ReplicaOutcomes: @unchecked Sendable {
 }
 
 extension ReplicatedStep {
+    /// The replicas' shards of a batch; refuses a batch they cannot share (ACAI: each an even share, since it
+    /// pairs mirrored samples).
+    static func shards(batch: Int, count: Int, model: ModelKind) throws -> [BatchShard] {
+        guard batch % count == 0, model != .acai || batch % (2 * count) == 0 else {
+            throw TrainingError.badOption("--batch \(batch) does not divide among \(count) replicas"
+                                          + (model == .acai ? " with an even share each (ACAI pairs mirrored samples)" : ""))
+        }
+        return try (0..<count).map { try BatchShard(rank: $0, ranks: count, globalBatch: batch) }
+    }
+
     /// A step over replicas of `kind` on `devices` (replica 0 on the first): each model built with the same
     /// config and seed on its own recording device.
     static func make(_ kind: ModelKind, config: ModelConfig, seed: UInt64, devices: [any Device], replay: Bool,

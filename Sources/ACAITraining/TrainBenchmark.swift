@@ -51,10 +51,7 @@ public enum TrainBenchmark {
             random.shard = shard
         }
         // Batches are drawn up front so the timing covers the device work, not the line renderer.
-        let batches = (0..<4).map { _ in
-            let b = data.next(batch)
-            return replicas.isDistributed ? (images: shard.rows(of: b.images, rowSize: 32 * 32), labels: shard.rows(of: b.labels, rowSize: 1)) : b
-        }
+        let batches = (0..<4).map { _ in data.next(batch, rows: shard.blocks) }
         func run(_ i: Int) throws {
             let b = batches[i % batches.count]
             try replicated.run(images: b.images, labels: b.labels, imageShape: [32, 32, 1], random: &random)

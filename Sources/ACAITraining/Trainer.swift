@@ -223,8 +223,8 @@ public final class Trainer {
             trainingStep = ReplicatedStep(primary: TrainingStep(model: model, device: device, replay: replaySteps,
                                                                 classes: self.options.config.classes), others: [])
             lock = nil
-            random = RandomStream(seed: mixSeeds(self.options.seed, 0x7A11))
-            evaluationRandom = RandomStream(seed: mixSeeds(self.options.seed, 0xE7A1))
+            random = Self.trainingRandom(seed: self.options.seed)
+            evaluationRandom = Self.evaluationRandom(seed: self.options.seed, samples: 0)
             testImages = try Tensor.zeros([1], on: device)
             testLabels = []
             metric = nil
@@ -267,10 +267,8 @@ public final class Trainer {
         guard localReplicas.isEmpty || !replicas.isDistributed else {
             throw TrainingError.badOption("local replicas (--replicas) and mpirun's processes cannot be combined: start one process per core")
         }
-        if !localReplicas.isEmpty, (options.batch % (localReplicas.count + 1) != 0
-                                    || (options.model == .acai && options.batch % (2 * (localReplicas.count + 1)) != 0)) {
-            throw TrainingError.badOption("--batch \(options.batch) does not divide among \(localReplicas.count + 1) replicas"
-                                          + (options.model == .acai ? " with an even share each (ACAI pairs mirrored samples)" : ""))
+        if !localReplicas.isEmpty {
+            _ = try ReplicatedStep.shards(batch: options.batch, count: localReplicas.count + 1, model: options.model)
         }
         let others = try localReplicas.map { base -> TrainingStep in
             let recording = RecordingDevice(base: base)
@@ -287,8 +285,8 @@ public final class Trainer {
                 throw error
             }
         }
-        random = RandomStream(seed: mixSeeds(options.seed, 0x7A11))
-        evaluationRandom = RandomStream(seed: mixSeeds(options.seed, 0xE7A1))
+        random = Self.trainingRandom(seed: options.seed)
+        evaluationRandom = Self.evaluationRandom(seed: options.seed, samples: 0)
         let test = data.testSet()
         guard test.count >= 2 else { throw TrainingError.badOption("the \(data.name) test set has \(test.count) images; interpolation needs at least 2") }
         testImages = try Tensor(shape: [test.count] + data.imageShape, values: test.images, on: device)
@@ -437,6 +435,14 @@ public final class Trainer {
         try saveCheckpoint(elapsed: elapsed)
     }
 
+    /// The stream of a run's training steps (α, noise, dropout) for its seed.
+    static func trainingRandom(seed: UInt64) -> RandomStream { RandomStream(seed: mixSeeds(seed, 0x7A11)) }
+
+    /// The stream of the evaluation at `samples` (0: the one a trainer starts with, before any evaluation).
+    static func evaluationRandom(seed: UInt64, samples: Int) -> RandomStream {
+        RandomStream(seed: samples == 0 ? mixSeeds(seed, 0xE7A1) : mixSeeds(mixSeeds(seed, 0xE7A1), UInt64(samples)))
+    }
+
     /// Seconds this process spent in the collectives of its processes and of its local replicas.
     var collectiveSeconds: Double { replicas.collectiveSeconds + trainingStep.collectiveSeconds }
 
@@ -479,13 +485,11 @@ public final class Trainer {
     /// In a data-parallel run the evaluations' means are over all processes (`overAllProcesses`, a collective
     /// every process calls at the same step); progress lines show rank 0's shard.
     func collectLosses(clear: Bool = false, overAllProcesses: Bool = false) throws {
-        var (names, sums, count) = try trainingStep.collect(clear: clear)
+        let (names, localSums, count) = try trainingStep.collect(clear: clear)
+        var sums = localSums
         if overAllProcesses, replicas.isDistributed {
-            // Every replica has the same loss names (same model, same step); a replica without steps adds zeros.
-            var values = names.map { sums[$0] ?? 0 } + [Double(count)]
-            try replicas.allReduceSum(&values, what: "the sum of the interval's losses")
-            for (i, name) in names.enumerated() { sums[name] = values[i] / Double(replicas.size) }
-            count = Int(values[names.count]) / replicas.size
+            // Every process has the same loss names (same model, same step) and counts the same steps.
+            sums = try replicas.mean(of: sums, names: names, what: "the sum of the interval's losses")
         }
         guard count > 0 else { return }
         for name in names {
@@ -503,7 +507,7 @@ public final class Trainer {
     func evaluate(elapsed: Double, rate: Double) throws {
         // Each evaluation draws from its own stream (seed, samples), so its numbers do not depend on how many
         // evaluations came before: a resumed run evaluates exactly like one that never stopped.
-        evaluationRandom = RandomStream(seed: mixSeeds(mixSeeds(options.seed, 0xE7A1), UInt64(samples)))
+        evaluationRandom = Self.evaluationRandom(seed: options.seed, samples: samples)
         let started = monotonicNanoseconds()
         defer {
             evaluationSeconds += Double(monotonicNanoseconds() - started) / 1e9
