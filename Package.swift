@@ -20,7 +20,7 @@ let fuzzing = ProcessInfo.processInfo.environment["ACAI_FUZZ"] == "1"
 
 let package = Package(
     name: "acai",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "ACAI", targets: ["ACAI"]),
         .executable(name: "acai", targets: ["acai"]),

@@ -275,7 +275,7 @@ enum ConvTiles {
         for r in 0..<span {
             for c in 0..<blocks {
                 var a = Vector()
-                for t in 0..<count { a += x[bases[t] + offset + r] * load(dy + t * dyStride + 16 * c) }
+                for t in 0..<count { a.addProduct(x[bases[t] + offset + r], load(dy + t * dyStride + 16 * c)) }
                 add(a, acc + r * accStride + 16 * c)
             }
         }
@@ -295,8 +295,8 @@ enum ConvTiles {
             for q in 0..<g.segment {
                 let v0 = load(wp + q * g.weightStride)
                 let s0 = x0[q], s1 = x1[q]
-                a00 += s0 * v0
-                a10 += s1 * v0
+                a00.addProduct(s0, v0)
+                a10.addProduct(s1, v0)
             }
             wp += g.segment * g.weightStride
         }
@@ -318,10 +318,10 @@ enum ConvTiles {
             for q in 0..<g.segment {
                 let v0 = load(wp + q * g.weightStride)
                 let s0 = x0[q], s1 = x1[q], s2 = x2[q], s3 = x3[q]
-                a00 += s0 * v0
-                a10 += s1 * v0
-                a20 += s2 * v0
-                a30 += s3 * v0
+                a00.addProduct(s0, v0)
+                a10.addProduct(s1, v0)
+                a20.addProduct(s2, v0)
+                a30.addProduct(s3, v0)
             }
             wp += g.segment * g.weightStride
         }
@@ -349,14 +349,14 @@ enum ConvTiles {
             for q in 0..<g.segment {
                 let v0 = load(wp + q * g.weightStride)
                 let s0 = x0[q], s1 = x1[q], s2 = x2[q], s3 = x3[q], s4 = x4[q], s5 = x5[q], s6 = x6[q], s7 = x7[q]
-                a00 += s0 * v0
-                a10 += s1 * v0
-                a20 += s2 * v0
-                a30 += s3 * v0
-                a40 += s4 * v0
-                a50 += s5 * v0
-                a60 += s6 * v0
-                a70 += s7 * v0
+                a00.addProduct(s0, v0)
+                a10.addProduct(s1, v0)
+                a20.addProduct(s2, v0)
+                a30.addProduct(s3, v0)
+                a40.addProduct(s4, v0)
+                a50.addProduct(s5, v0)
+                a60.addProduct(s6, v0)
+                a70.addProduct(s7, v0)
             }
             wp += g.segment * g.weightStride
         }
@@ -398,14 +398,14 @@ enum ConvTiles {
             for q in 0..<g.segment {
                 let v0 = load(wp + q * g.weightStride), v1 = load(wp + q * g.weightStride + 16)
                 let s0 = x0[q], s1 = x1[q], s2 = x2[q], s3 = x3[q]
-                a00 += s0 * v0
-                a10 += s1 * v0
-                a20 += s2 * v0
-                a30 += s3 * v0
-                a01 += s0 * v1
-                a11 += s1 * v1
-                a21 += s2 * v1
-                a31 += s3 * v1
+                a00.addProduct(s0, v0)
+                a10.addProduct(s1, v0)
+                a20.addProduct(s2, v0)
+                a30.addProduct(s3, v0)
+                a01.addProduct(s0, v1)
+                a11.addProduct(s1, v1)
+                a21.addProduct(s2, v1)
+                a31.addProduct(s3, v1)
             }
             wp += g.segment * g.weightStride
         }
@@ -439,18 +439,18 @@ enum ConvTiles {
             for q in 0..<g.segment {
                 let v0 = load(wp + q * g.weightStride), v1 = load(wp + q * g.weightStride + 16)
                 let s0 = x0[q], s1 = x1[q], s2 = x2[q], s3 = x3[q], s4 = x4[q], s5 = x5[q]
-                a00 += s0 * v0
-                a10 += s1 * v0
-                a20 += s2 * v0
-                a30 += s3 * v0
-                a40 += s4 * v0
-                a50 += s5 * v0
-                a01 += s0 * v1
-                a11 += s1 * v1
-                a21 += s2 * v1
-                a31 += s3 * v1
-                a41 += s4 * v1
-                a51 += s5 * v1
+                a00.addProduct(s0, v0)
+                a10.addProduct(s1, v0)
+                a20.addProduct(s2, v0)
+                a30.addProduct(s3, v0)
+                a40.addProduct(s4, v0)
+                a50.addProduct(s5, v0)
+                a01.addProduct(s0, v1)
+                a11.addProduct(s1, v1)
+                a21.addProduct(s2, v1)
+                a31.addProduct(s3, v1)
+                a41.addProduct(s4, v1)
+                a51.addProduct(s5, v1)
             }
             wp += g.segment * g.weightStride
         }
@@ -491,8 +491,8 @@ enum ConvTiles {
             let d0 = load(d)
             let xs = x + bases[t] + offset
             let s0 = xs[0], s1 = xs[1]
-            a00 += s0 * d0
-            a10 += s1 * d0
+            a00.addProduct(s0, d0)
+            a10.addProduct(s1, d0)
         }
         add(a00, acc)
         add(a10, acc + 1 * accStride)
@@ -511,10 +511,10 @@ enum ConvTiles {
             let d0 = load(d)
             let xs = x + bases[t] + offset
             let s0 = xs[0], s1 = xs[1], s2 = xs[2], s3 = xs[3]
-            a00 += s0 * d0
-            a10 += s1 * d0
-            a20 += s2 * d0
-            a30 += s3 * d0
+            a00.addProduct(s0, d0)
+            a10.addProduct(s1, d0)
+            a20.addProduct(s2, d0)
+            a30.addProduct(s3, d0)
         }
         add(a00, acc)
         add(a10, acc + 1 * accStride)
@@ -535,14 +535,14 @@ enum ConvTiles {
             let d0 = load(d)
             let xs = x + bases[t] + offset
             let s0 = xs[0], s1 = xs[1], s2 = xs[2], s3 = xs[3], s4 = xs[4], s5 = xs[5], s6 = xs[6], s7 = xs[7]
-            a00 += s0 * d0
-            a10 += s1 * d0
-            a20 += s2 * d0
-            a30 += s3 * d0
-            a40 += s4 * d0
-            a50 += s5 * d0
-            a60 += s6 * d0
-            a70 += s7 * d0
+            a00.addProduct(s0, d0)
+            a10.addProduct(s1, d0)
+            a20.addProduct(s2, d0)
+            a30.addProduct(s3, d0)
+            a40.addProduct(s4, d0)
+            a50.addProduct(s5, d0)
+            a60.addProduct(s6, d0)
+            a70.addProduct(s7, d0)
         }
         add(a00, acc)
         add(a10, acc + 1 * accStride)
@@ -568,14 +568,14 @@ enum ConvTiles {
             let d0 = load(d), d1 = load(d + 16)
             let xs = x + bases[t] + offset
             let s0 = xs[0], s1 = xs[1], s2 = xs[2], s3 = xs[3]
-            a00 += s0 * d0
-            a10 += s1 * d0
-            a20 += s2 * d0
-            a30 += s3 * d0
-            a01 += s0 * d1
-            a11 += s1 * d1
-            a21 += s2 * d1
-            a31 += s3 * d1
+            a00.addProduct(s0, d0)
+            a10.addProduct(s1, d0)
+            a20.addProduct(s2, d0)
+            a30.addProduct(s3, d0)
+            a01.addProduct(s0, d1)
+            a11.addProduct(s1, d1)
+            a21.addProduct(s2, d1)
+            a31.addProduct(s3, d1)
         }
         add(a00, acc)
         add(a01, acc + 16)
@@ -601,18 +601,18 @@ enum ConvTiles {
             let d0 = load(d), d1 = load(d + 16)
             let xs = x + bases[t] + offset
             let s0 = xs[0], s1 = xs[1], s2 = xs[2], s3 = xs[3], s4 = xs[4], s5 = xs[5]
-            a00 += s0 * d0
-            a10 += s1 * d0
-            a20 += s2 * d0
-            a30 += s3 * d0
-            a40 += s4 * d0
-            a50 += s5 * d0
-            a01 += s0 * d1
-            a11 += s1 * d1
-            a21 += s2 * d1
-            a31 += s3 * d1
-            a41 += s4 * d1
-            a51 += s5 * d1
+            a00.addProduct(s0, d0)
+            a10.addProduct(s1, d0)
+            a20.addProduct(s2, d0)
+            a30.addProduct(s3, d0)
+            a40.addProduct(s4, d0)
+            a50.addProduct(s5, d0)
+            a01.addProduct(s0, d1)
+            a11.addProduct(s1, d1)
+            a21.addProduct(s2, d1)
+            a31.addProduct(s3, d1)
+            a41.addProduct(s4, d1)
+            a51.addProduct(s5, d1)
         }
         add(a00, acc)
         add(a01, acc + 16)

@@ -42,11 +42,7 @@ public final class CPUDevice: Device, @unchecked Sendable {
             ?? Int(clamping: ProcessInfo.processInfo.physicalMemory)
         pool = BufferPool(
             deviceName: "cpu", limitBytes: limit, cacheLimitBytes: limit / 4,
-            allocate: { bytes in
-                var pointer: UnsafeMutableRawPointer?
-                // 64-byte alignment: one cache line, and a full AVX-512 vector.
-                return posix_memalign(&pointer, 64, max(bytes, 64)) == 0 ? pointer : nil
-            },
+            allocate: { bytes in allocateHostMemory(bytes: bytes) },
             free: { handle, _ in free(handle) })
         profiler = Profiler(deviceName: "cpu")
         convOverride = environment["ACAI_CPU_CONV"].flatMap(ConvAlgorithm.init(rawValue:))

@@ -1,6 +1,7 @@
 import ACAIDevice
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Splits work over the device's worker threads. Items are handed out dynamically (the CPUs here are
 /// shared virtual cores, so a static split stalls on the slowest one); the result of an item never
@@ -11,26 +12,14 @@ struct Parallel {
     /// Element counts at or below this run on the calling thread: waking workers costs more than the loop.
     static let serialLimit = 32768
 
-    /// Runs `body(i)` for every i in 0..<items on up to `threads` workers.
+    /// Runs `body(i)` for every i in 0..<items on up to `threads` threads (the caller's among them).
     func forEach(_ items: Int, _ body: (Int) -> Void) {
         if items <= 0 { return }
         if threads <= 1 || items == 1 {
             for i in 0..<items { body(i) }
             return
         }
-        let counter = WorkCounter()
-        // concurrentPerform wants a @Sendable closure; the bodies here capture raw pointers into buffers
-        // whose items write disjoint ranges, which is safe but not expressible to the checker.
-        withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: min(threads, items)) { _ in
-                while true {
-                    let i = counter.next()
-                    if i >= items { break }
-                    work.value(i)
-                }
-            }
-        }
+        WorkerPool.shared(threads: threads).run(items, body)
     }
 
     /// Calls `body` on contiguous ranges covering 0..<count: one range when the count is small, else
@@ -52,22 +41,120 @@ struct Parallel {
     }
 }
 
-private struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
+/// Persistent worker threads for `Parallel.forEach`, which spin for a moment after each job before they
+/// sleep. Why not `DispatchQueue.concurrentPerform`: its parked workers took so long to wake on these
+/// virtual cores that in most ops of ~1 ms the calling thread had taken every item before a second
+/// thread started (convolutions ran at one thread's speed). A training step runs its ops back to back,
+/// so a worker that waits spinning between them is there when the next one starts, as OpenMP's are.
+///
+/// A job: the caller publishes the body and item count, opens a new (odd) generation, takes items
+/// itself, then closes the generation (even) and waits until no worker is inside the job. A worker
+/// enters by counting itself active and re-checking the generation, so one that arrives late never touches
+/// a body that has returned.
+final class WorkerPool: @unchecked Sendable {
+    /// How long a worker spins waiting for the next job before it sleeps.
+    static let spinNanoseconds: UInt64 = 5_000_000
 
-/// The shared "next item" counter of `Parallel.forEach`.
-private final class WorkCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
+    private let workers: Int
+    private let generation = Atomic<Int>(0)
+    private let nextItem = Atomic<Int>(0)
+    private let active = Atomic<Int>(0)
+    private let sleepers = Atomic<Int>(0)
+    /// One job at a time: a second caller (another device's thread, or a body that itself splits work)
+    /// runs its items on its own thread instead.
+    private let busy = Atomic<Bool>(false)
+    private let wake = NSCondition()
+    // Written by the caller before a generation opens and read by workers only inside it.
+    private nonisolated(unsafe) var items = 0
+    private nonisolated(unsafe) var body: ((Int) -> Void)?
 
-    func next() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let v = value
-        value += 1
-        return v
+    private static let poolsLock = NSLock()
+    private nonisolated(unsafe) static var pools: [Int: WorkerPool] = [:]
+
+    /// The process's pool for `threads` threads (threads - 1 workers beside the caller).
+    static func shared(threads: Int) -> WorkerPool {
+        poolsLock.withLock {
+            if let pool = pools[threads] { return pool }
+            let pool = WorkerPool(workers: threads - 1)
+            pools[threads] = pool
+            return pool
+        }
+    }
+
+    private init(workers: Int) {
+        self.workers = workers
+        for index in 0..<workers {
+            let thread = Thread { [unowned self] in self.workerLoop() }
+            thread.name = "acai-cpu-\(index + 1)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    func run(_ count: Int, _ work: (Int) -> Void) {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for i in 0..<count { work(i) }
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        withoutActuallyEscaping(work) { work in
+            items = count
+            body = work
+            nextItem.store(0, ordering: .sequentiallyConsistent)
+            let open = generation.load(ordering: .relaxed) + 1
+            generation.store(open, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                wake.lock()
+                wake.broadcast()
+                wake.unlock()
+            }
+            takeItems(work, count)
+            generation.store(open + 1, ordering: .sequentiallyConsistent)
+            while active.load(ordering: .sequentiallyConsistent) > 0 {}
+            body = nil
+        }
+    }
+
+    private func takeItems(_ work: (Int) -> Void, _ count: Int) {
+        while true {
+            let i = nextItem.wrappingAdd(1, ordering: .relaxed).oldValue
+            if i >= count { return }
+            work(i)
+        }
+    }
+
+    private func workerLoop() {
+        var seen = 0
+        while true {
+            let open = waitForJob(after: seen)
+            seen = open
+            active.add(1, ordering: .sequentiallyConsistent)
+            if generation.load(ordering: .sequentiallyConsistent) == open, let work = body {
+                takeItems(work, items)
+            }
+            active.subtract(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Spins, then sleeps, until a generation after `seen` is open; returns it.
+    private func waitForJob(after seen: Int) -> Int {
+        let deadline = DispatchTime.now().uptimeNanoseconds + Self.spinNanoseconds
+        var spins = 0
+        while true {
+            let g = generation.load(ordering: .sequentiallyConsistent)
+            if g != seen && g & 1 == 1 { return g }
+            spins += 1
+            if spins & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > deadline { break }
+        }
+        wake.lock()
+        defer { wake.unlock() }
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        defer { sleepers.subtract(1, ordering: .sequentiallyConsistent) }
+        while true {
+            let g = generation.load(ordering: .sequentiallyConsistent)
+            if g != seen && g & 1 == 1 { return g }
+            wake.wait()
+        }
     }
 }
 
@@ -105,8 +192,7 @@ final class ScratchArena: @unchecked Sendable {
             return best.map { blocks.remove(at: $0) }
         }
         if let reused { return reused }
-        var pointer: UnsafeMutableRawPointer?
-        guard posix_memalign(&pointer, 64, floats * MemoryLayout<Float>.stride) == 0, let pointer else {
+        guard let pointer = allocateHostMemory(bytes: floats * MemoryLayout<Float>.stride) else {
             let inUse = lock.withLock { blocks.reduce(0) { $0 + $1.floats * 4 } }
             throw DeviceError.outOfMemory(device: "cpu scratch", requested: floats * 4, inUse: inUse, limit: keepBytes)
         }
@@ -139,4 +225,22 @@ final class ScratchArena: @unchecked Sendable {
     }
 
     deinit { clear() }
+}
+
+/// Host memory for buffers and scratch: 64-byte aligned (a cache line, a full AVX-512 vector); blocks of
+/// 2 MiB and more are 2 MiB aligned and asked to be backed by transparent huge pages. Why: with 4 KiB
+/// pages each process got a different scatter of physical pages, hence different cache-set conflicts and
+/// TLB misses, and the same training step ran 25% slower in some processes than in others.
+func allocateHostMemory(bytes: Int) -> UnsafeMutableRawPointer? {
+    var pointer: UnsafeMutableRawPointer?
+    let huge = 2 << 20
+    if bytes >= huge {
+        let rounded = (bytes + huge - 1) / huge * huge
+        guard posix_memalign(&pointer, huge, rounded) == 0, let pointer else { return nil }
+        #if os(Linux)
+        _ = madvise(pointer, rounded, MADV_HUGEPAGE)
+        #endif
+        return pointer
+    }
+    return posix_memalign(&pointer, 64, max(bytes, 64)) == 0 ? pointer : nil
 }
