@@ -20,16 +20,20 @@ final class GradNode {
     /// The same rule, told where the gradients of parameter inputs go. For an input with a sink it either
     /// writes there and returns the sink's tensor, or returns a tensor as `backward` does.
     let backwardInto: ((_ grad: Tensor, _ needed: [Bool], _ sinks: [GradientSink?]) throws -> [Tensor?])?
+    /// Whether the rules take a gradient with a row support (`RowSupport`) as it is; others get it dense.
+    let acceptsRowSupport: Bool
     /// Set on the leaf node of a parameter.
     weak var parameter: Parameter?
     let debugName: String
 
     init(_ debugName: String, inputs: [GradNode?], backward: @escaping (Tensor, [Bool]) throws -> [Tensor?],
-         backwardInto: ((Tensor, [Bool], [GradientSink?]) throws -> [Tensor?])? = nil) {
+         backwardInto: ((Tensor, [Bool], [GradientSink?]) throws -> [Tensor?])? = nil,
+         acceptsRowSupport: Bool = false) {
         self.debugName = debugName
         self.inputs = inputs
         self.backward = backward
         self.backwardInto = backwardInto
+        self.acceptsRowSupport = acceptsRowSupport
     }
 
     init(leafOf parameter: Parameter) {
@@ -37,6 +41,7 @@ final class GradNode {
         inputs = []
         backward = { _, _ in [] }
         backwardInto = nil
+        acceptsRowSupport = false
         self.parameter = parameter
     }
 }
@@ -49,15 +54,17 @@ public struct GradientSink {
 }
 
 extension Tensor {
-    /// Wraps a freshly computed output with a gradient node when any input needs one.
-    static func result(_ out: Tensor, _ name: String, _ inputs: [Tensor],
+    /// Wraps a freshly computed output with a gradient node when any input needs one. `acceptsRowSupport`:
+    /// the rules handle a gradient that is zero outside some rows (`RowSupport`).
+    static func result(_ out: Tensor, _ name: String, _ inputs: [Tensor], acceptsRowSupport: Bool = false,
                        backward: @escaping (_ grad: Tensor, _ needed: [Bool]) throws -> [Tensor?],
                        backwardInto: ((_ grad: Tensor, _ needed: [Bool], _ sinks: [GradientSink?]) throws -> [Tensor?])? = nil)
         -> Tensor {
         let nodes = inputs.map(\.node)
         guard nodes.contains(where: { $0 != nil }) else { return out }
         return Tensor(shape: out.shape, buffer: out.buffer, device: out.device,
-                      node: GradNode(name, inputs: nodes, backward: backward, backwardInto: backwardInto))
+                      node: GradNode(name, inputs: nodes, backward: backward, backwardInto: backwardInto,
+                                     acceptsRowSupport: acceptsRowSupport))
     }
 }
 
@@ -121,7 +128,8 @@ private func runBackward(from output: Tensor, seed: Tensor, targets parameters: 
         grads[ObjectIdentifier(root)] = seed
         for node in order.reversed() {
             guard node.parameter == nil || !node.inputs.isEmpty,
-                  let g = grads.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+                  var g = grads.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+            if !node.acceptsRowSupport { g = try g.materialized() }
             let needed = node.inputs.map { $0.map { reaches[ObjectIdentifier($0)] == true } ?? false }
             let nodeSinks: [GradientSink?] = node.inputs.map { input in
                 guard let input, let sink = sinkOf[ObjectIdentifier(input)] else { return nil }
@@ -134,9 +142,10 @@ private func runBackward(from output: Tensor, seed: Tensor, targets parameters: 
                 inputGrads = try node.backward(g, needed)
             }
             for (i, (input, grad)) in zip(node.inputs, inputGrads).enumerated() {
-                guard let input, let grad, reaches[ObjectIdentifier(input)] == true else { continue }
+                guard let input, var grad, reaches[ObjectIdentifier(input)] == true else { continue }
                 let key = ObjectIdentifier(input)
                 if let sink = nodeSinks[i] {
+                    grad = try grad.materialized()
                     if !grad.buffer.isSameMemory(as: sink.tensor.buffer) {
                         if sink.accumulate {
                             try sink.tensor.device.run(.binary(.add, a: sink.tensor.buffer, b: grad.buffer,
@@ -149,7 +158,7 @@ private func runBackward(from output: Tensor, seed: Tensor, targets parameters: 
                     }
                     written.insert(key)
                 } else {
-                    grads[key] = try grads[key].map { try $0.detached() + grad } ?? grad
+                    grads[key] = try grads[key].map { try $0.materialized().detached() + grad.materialized() } ?? grad
                 }
             }
         }
@@ -160,5 +169,5 @@ private func runBackward(from output: Tensor, seed: Tensor, targets parameters: 
         }
         return parameters.map { _ in nil }
     }
-    return parameters.map { grads[ObjectIdentifier($0.leaf)] }
+    return try parameters.map { try grads[ObjectIdentifier($0.leaf)]?.materialized() }
 }

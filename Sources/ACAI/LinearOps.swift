@@ -57,14 +57,28 @@ extension Tensor {
         var inputs = [self, filter]
         if let bias { inputs.append(bias) }
         /// dx (when needed) and the parameter gradients from one filter-gradient op, into `sinks` (the
-        /// parameters' views of their optimiser's gradient buffer) when there are some.
+        /// parameters' views of their optimiser's gradient buffer) when there are some. A gradient with a
+        /// row support runs both ops on those rows only (the others add nothing to dw and db).
         func rule(_ g: Tensor, _ needed: [Bool], _ sinks: [GradientSink?]) throws -> [Tensor?] {
+            let dxT: Tensor? = needed[0] ? try Tensor.empty(x.shape, on: dev) : nil
+            var g = g, rows = 0..<cs.batch
+            var buffers: [DeviceBuffer?] = [g.buffer, x.buffer, saved?.buffer, dxT?.buffer]
+            if let restricted = g.restrictedRows {
+                if let views = try rowViews(restricted, of: [g, x, saved, dxT]) {
+                    rows = restricted
+                    buffers = views
+                } else {
+                    g = try g.materialized()
+                }
+            }
+            let gB = buffers[0]!, xB = buffers[1]!, savedB = buffers[2]
+            var shape = cs
+            shape.batch = rows.count
             var dx: Tensor?
-            if needed[0] {
-                let t = try Tensor.empty(x.shape, on: dev)
-                try dev.run(.conv2dBackwardInput(dy: g.buffer, w: w.buffer, dx: t.buffer, shape: cs,
-                                                 activation: activation, output: saved?.buffer))
-                dx = t
+            if let dxT {
+                try dev.run(.conv2dBackwardInput(dy: gB, w: w.buffer, dx: buffers[3]!, shape: shape,
+                                                 activation: activation, output: savedB))
+                dx = dxT.supported(on: rows, zeroOutside: false)
             }
             let wantsBias = hasBias && needed[2]
             var dw: Tensor?, db: Tensor?
@@ -74,15 +88,16 @@ extension Tensor {
                 let direct = sinkW != nil && (!wantsBias || (sinkB != nil && sinkB!.accumulate == sinkW!.accumulate))
                 let dwT = direct ? sinkW!.tensor : try Tensor.empty(w.shape, on: dev)
                 let dbT: Tensor? = !wantsBias ? nil : direct ? sinkB!.tensor : try Tensor.empty([cs.outChannels], on: dev)
-                try dev.run(.conv2dBackwardFilter(x: x.buffer, dy: g.buffer, dw: dwT.buffer, db: dbT?.buffer,
-                                                  shape: cs, activation: activation, output: saved?.buffer,
+                try dev.run(.conv2dBackwardFilter(x: xB, dy: gB, dw: dwT.buffer, db: dbT?.buffer,
+                                                  shape: shape, activation: activation, output: savedB,
                                                   accumulate: direct && sinkW!.accumulate))
                 dw = needed[1] ? dwT : nil
                 db = dbT
             }
             return hasBias ? [dx, dw, db] : [dx, dw]
         }
-        return Tensor.result(out, "conv2d", inputs, backward: { g, needed in try rule(g, needed, []) },
+        return Tensor.result(out, "conv2d", inputs, acceptsRowSupport: true,
+                             backward: { g, needed in try rule(g, needed, []) },
                              backwardInto: { g, needed, sinks in try rule(g, needed, sinks) })
     }
 
@@ -96,10 +111,12 @@ extension Tensor {
         let s = imageShape, dev = device
         let out = try Tensor.empty([s.batch, s.height / 2, s.width / 2, s.channels], on: device)
         try device.run(.avgPool2x2(x: buffer, y: out.buffer, shape: s))
-        return Tensor.result(out, "avgpool", [self]) { g, needed in
-            let dx = try Tensor.empty([s.batch, s.height, s.width, s.channels], on: dev)
-            try dev.run(.avgPool2x2Backward(dy: g.buffer, dx: dx.buffer, shape: s))
-            return [dx]
+        return Tensor.result(out, "avgpool", [self], acceptsRowSupport: true) { g, needed in
+            try [perSampleBackward(g, inputShape: s) { dy, dx, rows in
+                var part = s
+                part.batch = rows
+                try dev.run(.avgPool2x2Backward(dy: dy, dx: dx, shape: part))
+            }]
         }
     }
 
@@ -109,10 +126,26 @@ extension Tensor {
         let s = imageShape, dev = device
         let out = try Tensor.empty([s.batch, s.height * 2, s.width * 2, s.channels], on: device)
         try device.run(.upsample2x(x: buffer, y: out.buffer, shape: s))
-        return Tensor.result(out, "upsample", [self]) { g, needed in
-            let dx = try Tensor.empty([s.batch, s.height, s.width, s.channels], on: dev)
-            try dev.run(.upsample2xBackward(dy: g.buffer, dx: dx.buffer, shape: s))
-            return [dx]
+        return Tensor.result(out, "upsample", [self], acceptsRowSupport: true) { g, needed in
+            try [perSampleBackward(g, inputShape: s) { dy, dx, rows in
+                var part = s
+                part.batch = rows
+                try dev.run(.upsample2xBackward(dy: dy, dx: dx, shape: part))
+            }]
         }
     }
+}
+
+/// The input gradient of a per-sample image op from its output gradient `g`: `run(dy, dx, rows)` on the rows of
+/// g's support only (views of them) when it has one, else on all rows.
+private func perSampleBackward(_ g: Tensor, inputShape s: ImageShape,
+                               _ run: (_ dy: DeviceBuffer, _ dx: DeviceBuffer, _ rows: Int) throws -> Void) throws
+    -> Tensor {
+    let dx = try Tensor.empty([s.batch, s.height, s.width, s.channels], on: g.device)
+    if let rows = g.restrictedRows, let views = try rowViews(rows, of: [g, dx]) {
+        try run(views[0]!, views[1]!, rows.count)
+        return dx.supported(on: rows, zeroOutside: false)
+    }
+    try run(try g.materialized().buffer, dx.buffer, s.batch)
+    return dx
 }

@@ -119,11 +119,12 @@ extension Tensor {
         }
         let full = shape, dev = device
         return Tensor.result(out, "slice", [self]) { g, needed in
-            let dx = try Tensor.zeros(full, on: dev)
+            // Along axis 0 the rows outside the slice are the gradient's row support's outside: left unwritten.
+            let dx = outer == 1 ? try Tensor.empty(full, on: dev) : try Tensor.zeros(full, on: dev)
             try dev.run(.copyAxisRange(src: g.buffer, dst: dx.buffer, outer: outer, srcAxis: range.count,
                                        dstAxis: full[axis], inner: inner, srcStart: 0, dstStart: range.lowerBound,
                                        length: range.count))
-            return [dx]
+            return [outer == 1 ? dx.supported(on: range, zeroOutside: false) : dx]
         }
     }
 
@@ -153,8 +154,19 @@ extension Tensor {
             ranges.append(start..<start + p.shape[axis])
             start += p.shape[axis]
         }
-        return Tensor.result(out, "concat", parts) { g, needed in
-            try zip(ranges, needed).map { range, need in need ? try g.slice(range, axis: axis) : nil }
+        return Tensor.result(out, "concat", parts, acceptsRowSupport: true) { g, needed in
+            // Along axis 0 each part keeps the rows of the support that fall in it (slices share memory).
+            guard axis == 0, let support = g.rowSupport else {
+                let dense = try g.materialized()
+                return try zip(ranges, needed).map { range, need in need ? try dense.slice(range, axis: axis) : nil }
+            }
+            return try zip(ranges, needed).map { range, need in
+                guard need else { return nil }
+                let lo = min(max(support.rows.lowerBound, range.lowerBound), range.upperBound)
+                let hi = max(min(support.rows.upperBound, range.upperBound), lo)
+                return try g.slice(range).supported(on: (lo - range.lowerBound)..<(hi - range.lowerBound),
+                                                    zeroOutside: support.zeroOutside)
+            }
         }
     }
 
@@ -239,7 +251,8 @@ extension Tensor {
             let da = try Tensor.empty(a.shape, on: dev)
             try dev.run(.squaredErrorMeanBackward(a: a.buffer, target: t?.buffer, dloss: g.buffer, da: da.buffer,
                                                   range: rows, accumulate: false))
-            return [da]
+            // The op writes zeros outside the samples.
+            return [da.supported(on: range, zeroOutside: true)]
         }
     }
 }

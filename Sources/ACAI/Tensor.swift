@@ -8,12 +8,16 @@ public struct Tensor {
     public let buffer: DeviceBuffer
     public let device: any Device
     let node: GradNode?
+    /// On a gradient: the only rows of axis 0 that may be nonzero (see `RowSupport`).
+    var rowSupport: RowSupport?
 
-    init(shape: [Int], buffer: DeviceBuffer, device: any Device, node: GradNode? = nil) {
+    init(shape: [Int], buffer: DeviceBuffer, device: any Device, node: GradNode? = nil,
+         rowSupport: RowSupport? = nil) {
         self.shape = shape
         self.buffer = buffer
         self.device = device
         self.node = node
+        self.rowSupport = rowSupport
     }
 
     public var count: Int { shape.reduce(1, *) }
@@ -22,7 +26,7 @@ public struct Tensor {
     public var requiresGradient: Bool { node != nil }
 
     /// The same values with no gradient history: gradients stop here (stop-gradient).
-    public func detached() -> Tensor { Tensor(shape: shape, buffer: buffer, device: device) }
+    public func detached() -> Tensor { Tensor(shape: shape, buffer: buffer, device: device, rowSupport: rowSupport) }
 
     // MARK: creation
 

@@ -192,4 +192,60 @@ final class BatchedPassTests: XCTestCase {
             }
         }
     }
+
+    /// ACAI's adversarial term reads the critic's scores of the first half of the batch only: its gradient
+    /// runs back through the critic on those rows alone (`RowSupport`), and equals the gradient of a separate
+    /// critic pass on that half.
+    func testALossOnPartOfTheBatchDifferentiatesOnlyItsRows() throws {
+        let seed = TestRandom.seed(self)
+        try TestDevices.forEach { base in
+            // Everything through a recording device, to see the ops the backward pass ran.
+            let device = RecordingDevice(base: base)
+            let shape = ConvNetShape(width: 8, colors: 1, depth: 4, latent: 3, latentWidth: 2)
+            let decoder = try Decoder(name: "decoder", shape: shape, seed: seed, on: device)
+            let critic = try Encoder(name: "critic", shape: shape, seed: seed &+ 1, on: device)
+            let a = try Tensor.random([5, 2, 2, 3], .normal, seed: seed &+ 2, on: device)
+            let b = try Tensor.random([6, 2, 2, 3], .normal, seed: seed &+ 3, on: device)
+            // Separate: the critic on the decoded first half alone.
+            let separate = try critic(decoder(a)).squaredErrorMean(perSampleMean: true)
+            let separateGradients = try gradients(of: separate, wrt: decoder.parameters)
+            // Batched as in ACAI: the critic on [decoded a; decoded b, detached], the loss on the first 5 rows;
+            // a second loss over the critic's parameters reads all rows.
+            let recorder = StepRecorder(device: device)
+            var batched: Tensor?, batchedGradients: [Tensor] = [], criticGradients: [Tensor] = []
+            var random = RandomStream(seed: seed)
+            try recorder.step(model: decoder.parameters[0], shapes: [a.shape], optimizers: [], random: &random) { _ in
+                let decoded = try decoder(Tensor.concat([a, b]))
+                let scores = try critic(Tensor.concat([decoded.slice(0..<5), decoded.slice(5..<11).detached()]))
+                let loss = try scores.squaredErrorMean(samples: 0..<5, perSampleMean: true)
+                batched = loss
+                batchedGradients = try gradients(of: loss, wrt: decoder.parameters)
+                criticGradients = try gradients(of: loss + scores.squaredErrorMean(samples: 5..<11, perSampleMean: true),
+                                                wrt: critic.parameters)
+            }
+            assertClose(actual: [try batched!.item()], expected: [Double(try separate.item())], atol: 1e-6, rtol: 1e-5,
+                        context: "losses on \(device.id)")
+            for (p, (g, h)) in zip(decoder.parameters, zip(batchedGradients, separateGradients)) {
+                let expected = try h.toArray()
+                let scale = (expected.map { Double($0 * $0) }.reduce(0, +) / Double(expected.count)).squareRoot()
+                assertClose(actual: try g.toArray(), expected: expected.map(Double.init), atol: 1e-5 * max(scale, 1e-6),
+                            rtol: 1e-4, context: "gradient of \(p.name) on \(device.id)")
+            }
+            XCTAssertTrue(try criticGradients.allSatisfy { try $0.toArray().allSatisfy(\.isFinite) })
+            // Towards the decoder every input and filter gradient ran on the 5 rows (the decoder's first layer
+            // has no input gradient); towards the critic's parameters on all 11.
+            let ops = try XCTUnwrap(recorder.plan(for: decoder.parameters[0], shapes: [a.shape])).ops
+            var inputGradientBatches: [Int] = [], filterGradientBatches: [Int] = []
+            for op in ops {
+                if case let .conv2dBackwardInput(_, _, _, shape, _, _) = op { inputGradientBatches.append(shape.batch) }
+                if case let .conv2dBackwardFilter(_, _, _, _, shape, _, _, _) = op { filterGradientBatches.append(shape.batch) }
+            }
+            let criticLayers = critic.parameters.count / 2, decoderLayers = decoder.parameters.count / 2
+            XCTAssertEqual(inputGradientBatches.sorted(),
+                           Array(repeating: 5, count: criticLayers + decoderLayers - 1)
+                               + Array(repeating: 11, count: criticLayers - 1))
+            XCTAssertEqual(filterGradientBatches.sorted(),
+                           Array(repeating: 5, count: decoderLayers) + Array(repeating: 11, count: criticLayers))
+        }
+    }
 }
