@@ -227,20 +227,8 @@ final class ScratchArena: @unchecked Sendable {
     deinit { clear() }
 }
 
-/// Host memory for buffers and scratch: 64-byte aligned (a cache line, a full AVX-512 vector); blocks of
-/// 2 MiB and more are 2 MiB aligned and asked to be backed by transparent huge pages. Why: with 4 KiB
-/// pages each process got a different scatter of physical pages, hence different cache-set conflicts and
-/// TLB misses, and the same training step ran 25% slower in some processes than in others.
+/// Host memory for buffers and scratch: 64-byte aligned (a cache line, and a full AVX-512 vector).
 func allocateHostMemory(bytes: Int) -> UnsafeMutableRawPointer? {
     var pointer: UnsafeMutableRawPointer?
-    let huge = 2 << 20
-    if bytes >= huge {
-        let rounded = (bytes + huge - 1) / huge * huge
-        guard posix_memalign(&pointer, huge, rounded) == 0, let pointer else { return nil }
-        #if os(Linux)
-        _ = madvise(pointer, rounded, MADV_HUGEPAGE)
-        #endif
-        return pointer
-    }
     return posix_memalign(&pointer, 64, max(bytes, 64)) == 0 ? pointer : nil
 }
