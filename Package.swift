@@ -74,7 +74,7 @@ let package = Package(
                 dependencies: ["embed-kernels"], path: "tools/EmbedKernelsPlugin"),
 
         .target(name: "ACAITestSupport", dependencies: ["ACAI", "ACAIDevice", "ACAICPU", "ACAIOpenCL"]),
-        .testTarget(name: "ACAIDeviceTests", dependencies: ["ACAI", "ACAITestSupport"]),
+        .testTarget(name: "ACAIDeviceTests", dependencies: ["ACAI", "ACAICPU", "ACAITestSupport"]),
         // The fuzz targets' parser entries, also replayed over Tests/Regressions by the ordinary tests.
         .target(name: "ACAIFuzz", dependencies: ["ACAIData", "ACAIImaging", "ACAITraining"]),
         .testTarget(name: "ACAITests", dependencies: ["ACAI", "ACAIModels", "ACAIData", "ACAIEval", "ACAIImaging", "ACAITraining", "ACAITestSupport", "ACAIFuzz"]),
