@@ -385,7 +385,43 @@ struct CPUConvolution {
                     withUnsafeTemporaryAllocation(of: Int.self, capacity: chunk) { bases in
                         let b = bases.baseAddress!
                         fillBases(b, first..<(first + count), channels: cin)
-                        for t in 0..<count {
+                        // One output channel (a decoder's grey output): four pixels at a time share each weight
+                        // load; each pixel's sum runs in the same order as in the loop below.
+                        var t = 0
+                        while cout == 1 && t + 4 <= count {
+                            var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
+                            var t0: Float = 0, t1: Float = 0, t2: Float = 0, t3: Float = 0
+                            for kh in 0..<k {
+                                let o = kh * rowStride
+                                let x0 = xp + b[t] + o, x1 = xp + b[t + 1] + o, x2 = xp + b[t + 2] + o
+                                let x3 = xp + b[t + 3] + o
+                                let w0 = UnsafePointer(transposed + kh * segment)
+                                var q = 0
+                                while q + 16 <= segment {
+                                    let wv = load(w0 + q)
+                                    a0 += load(x0 + q) * wv
+                                    a1 += load(x1 + q) * wv
+                                    a2 += load(x2 + q) * wv
+                                    a3 += load(x3 + q) * wv
+                                    q += 16
+                                }
+                                while q < segment {
+                                    let ws = w0[q]
+                                    t0 += x0[q] * ws
+                                    t1 += x1[q] * ws
+                                    t2 += x2[q] * ws
+                                    t3 += x3[q] * ws
+                                    q += 1
+                                }
+                            }
+                            let out = output + first + t
+                            out[0] = b0 + (horizontalSum(a0) + t0)
+                            out[1] = b0 + (horizontalSum(a1) + t1)
+                            out[2] = b0 + (horizontalSum(a2) + t2)
+                            out[3] = b0 + (horizontalSum(a3) + t3)
+                            t += 4
+                        }
+                        for t in t..<count {
                             var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
                             var t0: Float = 0, t1: Float = 0, t2: Float = 0, t3: Float = 0
                             for kh in 0..<k {
@@ -570,10 +606,13 @@ struct CPUConvolution {
         let maxGroups = max(1, min(pixels / (4 * chunk), ConvolutionLimits.partialFloats / max(kk * lanes, 1)))
         let groups = min(maxGroups, ConvolutionLimits.filterItems)
         let pixelsPerGroup = ((pixels + groups - 1) / groups + chunk - 1) / chunk * chunk
-        try scratch.withFloats(pixels * lanes) { dy4 in
-            parallel.chunks(pixels, serialLimit: Parallel.serialLimit / lanes, align: 1) { range in
-                for p in range {
-                    for c in 0..<lanes { dy4[p * lanes + c] = c < cout ? dy[p * cout + c] : 0 }
+        // dy padded to 4 channels (one channel is read in place).
+        try scratch.withFloats(cout == 1 ? 0 : pixels * lanes) { dy4 in
+            if cout > 1 {
+                parallel.chunks(pixels, serialLimit: Parallel.serialLimit / lanes, align: 1) { range in
+                    for p in range {
+                        for c in 0..<lanes { dy4[p * lanes + c] = c < cout ? dy[p * cout + c] : 0 }
+                    }
                 }
             }
             try scratch.withZeroedFloats(groups * kk * lanes) { partial in
@@ -587,10 +626,14 @@ struct CPUConvolution {
                             while p < pHi {
                                 let count = min(chunk, pHi - p)
                                 fillBases(b, p..<(p + count), channels: cin)
-                                let d = UnsafePointer(dy4 + p * lanes)
                                 for kh in 0..<k {
                                     let acc = partial + (g * kk + kh * segment) * lanes
-                                    narrowFilterRow(xp, b, count, kh * rowStride, segment, d, acc)
+                                    if cout == 1 {
+                                        narrowFilterRow1(xp, b, count, kh * rowStride, segment, dy + p, acc)
+                                    } else {
+                                        narrowFilterRow(xp, b, count, kh * rowStride, segment,
+                                                        UnsafePointer(dy4 + p * lanes), acc)
+                                    }
                                 }
                                 p += count
                             }
@@ -605,6 +648,49 @@ struct CPUConvolution {
                     }
                 }
             }
+        }
+    }
+
+    /// acc[q][0] += Σ_t x[bases[t] + offset + q] · d[t] for one kernel row and one output channel: four sums
+    /// over interleaved pixels (one chain would wait on every multiply-add), added in a fixed order.
+    @inline(__always)
+    private func narrowFilterRow1(_ xp: UnsafePointer<Float>, _ b: UnsafePointer<Int>, _ count: Int, _ offset: Int,
+                                  _ segment: Int, _ d: UnsafePointer<Float>, _ acc: UnsafeMutablePointer<Float>) {
+        let lanes = ConvolutionLimits.narrowChannels
+        var q0 = 0
+        while q0 + 16 <= segment {
+            var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector()
+            var t = 0
+            while t + 4 <= count {
+                a0.addProduct(d[t], load(xp + b[t] + offset + q0))
+                a1.addProduct(d[t + 1], load(xp + b[t + 1] + offset + q0))
+                a2.addProduct(d[t + 2], load(xp + b[t + 2] + offset + q0))
+                a3.addProduct(d[t + 3], load(xp + b[t + 3] + offset + q0))
+                t += 4
+            }
+            while t < count {
+                a0.addProduct(d[t], load(xp + b[t] + offset + q0))
+                t += 1
+            }
+            let sum = (a0 + a1) + (a2 + a3)
+            for l in 0..<16 { acc[(q0 + l) * lanes] += sum[l] }
+            q0 += 16
+        }
+        for q in q0..<segment {
+            var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+            var t = 0
+            while t + 4 <= count {
+                s0 += xp[b[t] + offset + q] * d[t]
+                s1 += xp[b[t + 1] + offset + q] * d[t + 1]
+                s2 += xp[b[t + 2] + offset + q] * d[t + 2]
+                s3 += xp[b[t + 3] + offset + q] * d[t + 3]
+                t += 4
+            }
+            while t < count {
+                s0 += xp[b[t] + offset + q] * d[t]
+                t += 1
+            }
+            acc[q * lanes] += (s0 + s1) + (s2 + s3)
         }
     }
 

@@ -245,6 +245,9 @@ final class OpTests: XCTestCase {
         shapes.append((ConvShape(batch: 2, height: 16, width: 16, inChannels: 64, outChannels: 128, kernel: 3), false))
         // Two vectors of output channels, input channels a multiple of the rows (the unclamped filter gradient).
         shapes.append((ConvShape(batch: 2, height: 8, width: 8, inChannels: 16, outChannels: 32, kernel: 3), true))
+        // One output channel from enough input channels for whole vectors and a tail (the CPU's four-pixel
+        // narrow product and its filter gradient), over a pixel count that is not a multiple of 4.
+        shapes.append((ConvShape(batch: 3, height: 5, width: 7, inChannels: 17, outChannels: 1, kernel: 3), true))
         return shapes
     }
 
