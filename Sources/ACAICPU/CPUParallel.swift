@@ -55,7 +55,6 @@ final class WorkerPool: @unchecked Sendable {
     /// How long a worker spins waiting for the next job before it sleeps.
     static let spinNanoseconds: UInt64 = 5_000_000
 
-    private let workers: Int
     private let generation = Atomic<Int>(0)
     private let nextItem = Atomic<Int>(0)
     private let active = Atomic<Int>(0)
@@ -82,7 +81,6 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private init(workers: Int) {
-        self.workers = workers
         for index in 0..<workers {
             let thread = Thread { [unowned self] in self.workerLoop() }
             thread.name = "acai-cpu-\(index + 1)"
@@ -138,11 +136,14 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Spins, then sleeps, until a generation after `seen` is open; returns it.
     private func waitForJob(after seen: Int) -> Int {
+        func openJob() -> Int? {
+            let g = generation.load(ordering: .sequentiallyConsistent)
+            return g != seen && g & 1 == 1 ? g : nil
+        }
         let deadline = DispatchTime.now().uptimeNanoseconds + Self.spinNanoseconds
         var spins = 0
         while true {
-            let g = generation.load(ordering: .sequentiallyConsistent)
-            if g != seen && g & 1 == 1 { return g }
+            if let g = openJob() { return g }
             spins += 1
             if spins & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > deadline { break }
         }
@@ -151,8 +152,7 @@ final class WorkerPool: @unchecked Sendable {
         sleepers.add(1, ordering: .sequentiallyConsistent)
         defer { sleepers.subtract(1, ordering: .sequentiallyConsistent) }
         while true {
-            let g = generation.load(ordering: .sequentiallyConsistent)
-            if g != seen && g & 1 == 1 { return g }
+            if let g = openJob() { return g }
             wake.wait()
         }
     }
